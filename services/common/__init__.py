@@ -1,0 +1,1 @@
+"""Plumbing shared by the caption, trainer and preview services: storage, errors, server, models."""
