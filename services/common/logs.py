@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 
-__all__ = ["configure_logging", "JsonFormatter"]
+__all__ = ["configure_logging", "route_library_logs", "JsonFormatter"]
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is emitted as a field.
 _RECORD_ATTRS = frozenset(
@@ -74,3 +74,18 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.setLevel(name)
     # gRPC's own logger is chatty at INFO about internals; our interceptors log what matters per call.
     logging.getLogger("grpc").setLevel(max(logging.WARNING, root.level))
+
+
+def route_library_logs() -> None:
+    """Make transformers and diffusers log through the root logger (so as JSON) and stop their progress bars.
+
+    Both libraries install their own stderr handler and do not propagate; in a service that would put
+    free-text lines and tqdm bars among the JSON lines. Call after `configure_logging`, in service processes.
+    """
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    for library in (transformers_logging, diffusers_logging):
+        library.disable_default_handler()
+        library.enable_propagation()
+        library.disable_progress_bar()

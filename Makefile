@@ -1,0 +1,60 @@
+# tistudio: two commands matter. `make demo` runs the main job on the embedded default; `make test` runs the suite.
+# Both build what they need on a fresh clone: .venv with pinned dependencies (torch 2.13.0 CPU: the pin is
+# installed first so nothing ever resolves a CUDA build), the buf CLI from npm, protobuf stubs and tiny models.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := node_modules/.bin/buf
+MODELS := models
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test test-slow venv protos protos-check lint models lock clean
+
+demo: $(VENV)/.installed models
+	$(PY) -m tistudio_client.demo --models $(MODELS) --out demo-out
+
+test: $(VENV)/.installed models protos-check
+	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+
+# Checks too slow for `make test` (and GPU checks, which skip themselves where no CUDA device is present).
+test-slow: $(VENV)/.installed models
+	$(PY) -m pytest -m "slow or gpu" $(PYTEST_ARGS)
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(BUF): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Regenerate the committed stubs after editing a .proto.
+protos: $(VENV)/.installed
+	$(PY) protos/generate.py
+
+# buf lint (STANDARD rules) and the stub drift check.
+protos-check: $(VENV)/.installed $(BUF)
+	$(BUF) lint
+	$(PY) protos/generate.py --check
+
+lint: protos-check
+
+# Deterministic tiny SD1.x and BLIP models with random weights, in the real save_pretrained layouts.
+models: $(VENV)/.installed
+	$(PY) -m services.common.models.tiny --out $(MODELS)
+
+# Re-pin every transitive dependency after changing requirements.txt.
+lock: $(VENV)/.installed
+	{ echo "# Full lock of requirements.txt (pip freeze, torch as 2.13.0 CPU). Regenerate with \`make lock\`."; \
+	  $(PY) -m pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu/torch==2.13.0/'; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) node_modules $(MODELS) demo-out .pytest_cache

@@ -1,0 +1,1 @@
+"""The caption service: preprocessing, BLIP captions and dataset lint."""

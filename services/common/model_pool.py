@@ -1,0 +1,83 @@
+"""Models a service keeps loaded, by reference.
+
+Each model loads once, even when concurrent requests ask for it at the same moment: the first caller loads, the
+others wait on that key's lock and share the result. Requests for other models are not held up meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from services.common.models.loading import BlipComponents, StableDiffusionComponents, load_blip, load_stable_diffusion
+from services.common.models.reference import ResolvedModel, resolve_model
+from services.common.storage import Store
+
+__all__ = ["ModelPool"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ModelPool:
+    def __init__(
+        self,
+        store: Store,
+        cache_dir: Path,
+        *,
+        device: str = "cpu",
+        env: Mapping[str, str] = os.environ,
+    ) -> None:
+        self._store = store
+        self._cache_dir = cache_dir
+        self._device = device
+        self._env = env
+        self._models: dict[tuple[str, str, str], Any] = {}
+        self._key_locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def stable_diffusion(self, reference: str, config: str = "") -> StableDiffusionComponents:
+        """The SD components of `reference` (config: the component configs of a single-file checkpoint)."""
+        return self._get(("sd", reference, config), lambda resolved: load_stable_diffusion(resolved, device=self._device))
+
+    def blip(self, reference: str) -> BlipComponents:
+        return self._get(("blip", reference, ""), lambda resolved: load_blip(resolved, device=self._device))
+
+    def loaded(self) -> list[tuple[str, str]]:
+        """(kind, reference) of every loaded model."""
+        with self._lock:
+            return [(kind, reference) for kind, reference, _ in self._models]
+
+    def _get(self, key: tuple[str, str, str], load: Callable[[ResolvedModel], T]) -> T:
+        with self._lock:
+            if key in self._models:
+                return self._models[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+            kind, reference, config = key
+            started = time.monotonic()
+            resolved = resolve_model(
+                reference, config=config or None, store=self._store, cache_dir=self._cache_dir, env=self._env
+            )
+            model = load(resolved)
+            log.info(
+                "loaded %s model",
+                kind,
+                extra={
+                    "reference": reference,
+                    "sha256": resolved.fingerprint.sha256,
+                    "seconds": round(time.monotonic() - started, 2),
+                },
+            )
+            with self._lock:
+                self._models[key] = model
+            return model

@@ -1,0 +1,1 @@
+"""The preview service: generation with embeddings, preview grids and savepoint scoring."""

@@ -1,0 +1,1 @@
+"""The trainer service: the textual-inversion training loop, jobs and savepoints."""
