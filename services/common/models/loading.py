@@ -1,0 +1,201 @@
+"""Load resolved models as frozen modules: Stable Diffusion components and BLIP captioner.
+
+Every module comes back in eval mode with `requires_grad=False` (textual inversion trains a new embedding row, never
+these weights; a trainer unfreezes what it needs explicitly). A broken folder (missing component, missing weights,
+bad JSON) raises `InvalidModel` naming the file, before any weights are read.
+
+Family: "sd2" when the text encoder is OpenCLIP-like (hidden size 1024, or `gelu` activation where CLIP-L uses
+`quick_gelu`), else "sd1" (CLIP-L 768 and the tiny test models). Embedding width = `text_encoder.config.hidden_size`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from services.common.models.fingerprint import ModelFingerprint
+from services.common.models.reference import InvalidModel, ResolvedModel
+
+__all__ = ["StableDiffusionComponents", "BlipComponents", "load_stable_diffusion", "load_blip", "sd_family"]
+
+log = logging.getLogger(__name__)
+
+_COMPONENT_CONFIGS = {
+    "unet": "config.json",
+    "vae": "config.json",
+    "text_encoder": "config.json",
+    "scheduler": "scheduler_config.json",
+    "tokenizer": "tokenizer_config.json",
+}
+_WEIGHTED = ("unet", "vae", "text_encoder")
+_LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError)
+
+
+@dataclass
+class StableDiffusionComponents:
+    tokenizer: Any  # transformers.CLIPTokenizer
+    text_encoder: Any  # transformers.CLIPTextModel
+    unet: Any  # diffusers.UNet2DConditionModel
+    vae: Any  # diffusers.AutoencoderKL
+    scheduler: Any  # the model's own scheduler (PNDM for SD1.5); build training schedulers from its config
+    fingerprint: ModelFingerprint
+    family: str  # "sd1" | "sd2"
+    prediction_type: str  # "epsilon" | "v_prediction" (scheduler config)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent cell: 8 for real SD, 2 for the tiny test model."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+
+@dataclass
+class BlipComponents:
+    processor: Any  # transformers.BlipProcessor
+    model: Any  # transformers.BlipForConditionalGeneration
+    fingerprint: ModelFingerprint
+
+
+def sd_family(text_encoder_config: Any) -> str:
+    hidden = getattr(text_encoder_config, "hidden_size", None)
+    act = getattr(text_encoder_config, "hidden_act", "quick_gelu")
+    return "sd2" if hidden == 1024 or act == "gelu" else "sd1"
+
+
+def _freeze(module: Any, device: str | torch.device) -> Any:
+    module.to(device)
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+def _read_json(path: Path, reference: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise InvalidModel(f"model {reference!r}: {path} is missing; re-download or re-export the model") from exc
+    except (OSError, ValueError) as exc:
+        raise InvalidModel(f"model {reference!r}: {path} is not valid JSON ({exc}); repair or re-download it") from exc
+    if not isinstance(data, dict):
+        raise InvalidModel(f"model {reference!r}: {path} must hold a JSON object")
+    return data
+
+
+def _check_diffusers_folder(root: Path, reference: str) -> dict:
+    """Validate the folder layout and return the scheduler config."""
+    index = _read_json(root / "model_index.json", reference)
+    if "text_encoder_2" in index:
+        raise InvalidModel(f"model {reference!r}: {root} is an SDXL pipeline; only SD1.x/SD2.x models are supported")
+    missing = [str(root / name) for name in _COMPONENT_CONFIGS if not (root / name).is_dir()]
+    if missing:
+        raise InvalidModel(
+            f"model {reference!r}: component folder {', '.join(missing)} is missing; re-export the pipeline"
+        )
+    for name, config_name in _COMPONENT_CONFIGS.items():
+        folder = root / name
+        if name == "tokenizer" and not (folder / config_name).exists():
+            if not any((folder / f).exists() for f in ("tokenizer.json", "vocab.json")):
+                raise InvalidModel(f"model {reference!r}: {folder} holds no tokenizer files (vocab.json/merges.txt)")
+            continue
+        _read_json(folder / config_name, reference)
+        if name in _WEIGHTED and not any(p.suffix in (".safetensors", ".bin") for p in folder.iterdir()):
+            raise InvalidModel(
+                f"model {reference!r}: {folder} has no weights file (diffusion_pytorch_model.safetensors / "
+                "model.safetensors); download the complete model"
+            )
+    return _read_json(root / "scheduler" / _COMPONENT_CONFIGS["scheduler"], reference)
+
+
+def _scheduler_class(config: dict, reference: str) -> Any:
+    import diffusers
+
+    name = config.get("_class_name")
+    cls = getattr(diffusers, str(name), None)
+    if cls is None or not hasattr(cls, "from_config"):
+        raise InvalidModel(f"model {reference!r}: unknown scheduler class {name!r} in scheduler/scheduler_config.json")
+    return cls
+
+
+def _load_folder(root: Path, reference: str, dtype: torch.dtype) -> tuple:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    scheduler_cls = _scheduler_class(_check_diffusers_folder(root, reference), reference)
+    loaders = [
+        ("tokenizer", lambda: CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")),
+        ("text_encoder", lambda: CLIPTextModel.from_pretrained(root, subfolder="text_encoder", dtype=dtype)),
+        ("unet", lambda: UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=dtype)),
+        ("vae", lambda: AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=dtype)),
+        ("scheduler", lambda: scheduler_cls.from_pretrained(root, subfolder="scheduler")),
+    ]
+    loaded = []
+    for name, load in loaders:
+        try:
+            loaded.append(load())
+        except _LOAD_ERRORS as exc:
+            raise InvalidModel(f"model {reference!r}: cannot load {root / name}: {exc}") from exc
+    return tuple(loaded)
+
+
+def _load_single_file(resolved: ResolvedModel, dtype: torch.dtype) -> tuple:
+    from diffusers import StableDiffusionPipeline
+
+    if resolved.config_path is None:
+        raise InvalidModel(f"model {resolved.reference!r}: a single-file checkpoint needs a config folder")
+    _check_diffusers_folder(resolved.config_path, str(resolved.config_path))
+    try:
+        pipe = StableDiffusionPipeline.from_single_file(
+            str(resolved.path), config=str(resolved.config_path), local_files_only=True, torch_dtype=dtype
+        )
+    except _LOAD_ERRORS as exc:
+        raise InvalidModel(
+            f"model {resolved.reference!r}: cannot load {resolved.path} with the configs of {resolved.config_path} "
+            f"({exc}); check that the config folder is of the same architecture (SD1.x vs SD2.x)"
+        ) from exc
+    return pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.vae, pipe.scheduler
+
+
+def load_stable_diffusion(
+    resolved: ResolvedModel, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> StableDiffusionComponents:
+    """The SD components of a resolved "diffusers" or "single_file" model, frozen, on `device` in `dtype`."""
+    if resolved.kind == "diffusers":
+        tokenizer, text_encoder, unet, vae, scheduler = _load_folder(resolved.path, resolved.reference, dtype)
+    elif resolved.kind == "single_file":
+        tokenizer, text_encoder, unet, vae, scheduler = _load_single_file(resolved, dtype)
+    else:
+        raise InvalidModel(
+            f"model {resolved.reference!r} is a {resolved.kind} model, not Stable Diffusion; pass a diffusers folder "
+            "or a .safetensors SD checkpoint"
+        )
+    for module in (text_encoder, unet, vae):
+        _freeze(module, device)
+    return StableDiffusionComponents(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        unet=unet,
+        vae=vae,
+        scheduler=scheduler,
+        fingerprint=resolved.fingerprint,
+        family=sd_family(text_encoder.config),
+        prediction_type=str(scheduler.config.get("prediction_type", "epsilon")),
+    )
+
+
+def load_blip(resolved: ResolvedModel, *, device: str | torch.device = "cpu") -> BlipComponents:
+    """BlipProcessor + BlipForConditionalGeneration of a resolved "transformers" (BLIP) model, frozen."""
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    if resolved.kind != "transformers":
+        raise InvalidModel(f"model {resolved.reference!r} is a {resolved.kind} model; pass a BLIP captioning folder")
+    _read_json(resolved.path / "config.json", resolved.reference)
+    try:
+        processor = BlipProcessor.from_pretrained(resolved.path)
+        model = BlipForConditionalGeneration.from_pretrained(resolved.path)
+    except _LOAD_ERRORS as exc:
+        raise InvalidModel(f"model {resolved.reference!r}: cannot load BLIP from {resolved.path}: {exc}") from exc
+    return BlipComponents(processor=processor, model=_freeze(model, device), fingerprint=resolved.fingerprint)

@@ -1,0 +1,285 @@
+"""Deterministic tiny models in the real models' on-disk layouts, built offline for tests and demos.
+
+    python -m services.common.models.tiny --out models/
+
+writes `tiny-sd/` (a StableDiffusionPipeline folder, SD1.x-shaped), `tiny-sd.safetensors` (the same weights as one
+original-format SD1.x checkpoint) and `tiny-blip/` (BlipForConditionalGeneration + BlipProcessor). Weights are random
+but seeded: two builds give byte-identical weight files. A stamp file written last marks a complete build of
+`BUILD_VERSION` by this builder source; a build with the current stamp is reused, anything else is rebuilt.
+
+Sizes: the VAE has two blocks, so its scale factor is 2 (not SD's 8): 64 px images <-> 32x32 latents. Code that needs
+the factor must read `2 ** (len(vae.config.block_out_channels) - 1)` (as diffusers does), never assume 8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from services.common.models.tiny_vocab import bert_vocab, clip_vocab_and_merges
+
+__all__ = ["BUILD_VERSION", "STAMP_NAME", "build_tiny_models", "tiny_model_paths", "is_current_build", "main"]
+
+log = logging.getLogger(__name__)
+
+# Bump whenever the architecture, vocab, seeds or layout change. The stamp also records a digest of the builder's
+# source and library versions, so a build from edited code is rebuilt even if this was forgotten.
+BUILD_VERSION = 2
+STAMP_NAME = "tiny-models.stamp.json"
+_ENTRIES = ("tiny-sd", "tiny-sd.safetensors", "tiny-blip")
+SEED = 0
+
+# SD1.5's scheduler_config.json. `clip_sample` is not a PNDMScheduler argument but SD1.5 ships it, and it matters
+# when a trainer builds DDPMScheduler.from_config(...) (whose default is clip_sample=True): it is added after saving.
+SD15_SCHEDULER = dict(
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    num_train_timesteps=1000,
+    skip_prk_steps=True,
+    steps_offset=1,
+    set_alpha_to_one=False,
+    prediction_type="epsilon",
+    trained_betas=None,
+)
+
+
+def tiny_model_paths(out_dir: Path) -> dict[str, Path]:
+    """Where a build in `out_dir` keeps each model: keys `sd`, `sd_single_file`, `blip`."""
+    out_dir = Path(out_dir)
+    return {"sd": out_dir / "tiny-sd", "sd_single_file": out_dir / "tiny-sd.safetensors", "blip": out_dir / "tiny-blip"}
+
+
+def _builder_digest() -> str:
+    """Digest of the builder's source and the libraries that serialise it: any change forces a rebuild."""
+    digest = hashlib.sha256()
+    for module in ("tiny.py", "tiny_vocab.py", "ldm_checkpoint.py"):
+        digest.update((Path(__file__).parent / module).read_bytes())
+    for package in ("torch", "diffusers", "transformers", "tokenizers", "safetensors"):
+        digest.update(f"{package}=={importlib.metadata.version(package)}\n".encode())
+    return digest.hexdigest()
+
+
+def is_current_build(out_dir: Path) -> bool:
+    """True when `out_dir` holds a complete build of this BUILD_VERSION and builder (the stamp is written last)."""
+    try:
+        stamp = json.loads((Path(out_dir) / STAMP_NAME).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    current = stamp.get("version") == BUILD_VERSION and stamp.get("builder") == _builder_digest()
+    return current and all(p.exists() for p in tiny_model_paths(out_dir).values())
+
+
+def _clip_tokenizer(folder: Path):
+    """Write the tokenizer the way SD1.5 ships it (vocab.json + merges.txt + configs) and load it back."""
+    from transformers import CLIPTokenizer
+
+    vocab, merges = clip_vocab_and_merges()
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    merges_text = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
+    (folder / "merges.txt").write_text(merges_text, encoding="utf-8")
+    end = "<|endoftext|>"  # SD1.x pads with it
+    specials = {"bos_token": "<|startoftext|>", "eos_token": end, "unk_token": end, "pad_token": end}
+    (folder / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
+    config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, **specials}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return CLIPTokenizer.from_pretrained(folder)
+
+
+def build_tiny_sd(folder: Path, single_file: Path) -> None:
+    """A StableDiffusionPipeline folder, SD1.x-shaped (diffusers' own fast-test sizes), no safety checker, and
+    the same weights as one original-format checkpoint at `single_file`."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from services.common.models.ldm_checkpoint import pipeline_to_ldm, save_ldm_checkpoint
+
+    tokenizer = _clip_tokenizer(folder / "tokenizer")
+    torch.manual_seed(SEED)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    torch.manual_seed(SEED + 1)
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        layers_per_block=2,
+        scaling_factor=0.18215,
+        sample_size=64,
+    )
+    torch.manual_seed(SEED + 2)
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=32,
+        layer_norm_eps=1e-5,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    text_encoder = CLIPTextModel(text_config)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=PNDMScheduler(**SD15_SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    scheduler_json = folder / "scheduler" / "scheduler_config.json"
+    tokenizer_files = {p.name: p.read_bytes() for p in (folder / "tokenizer").iterdir()}
+    pipe.save_pretrained(folder, safe_serialization=True)
+    scheduler_config = json.loads(scheduler_json.read_text())
+    scheduler_json.write_text(json.dumps({**scheduler_config, "clip_sample": False}, indent=2, sort_keys=True) + "\n")
+    # save_pretrained rewrites the tokenizer in transformers' own layout; keep SD1.5's vocab.json + merges.txt one.
+    shutil.rmtree(folder / "tokenizer")
+    (folder / "tokenizer").mkdir()
+    for name, data in tokenizer_files.items():
+        (folder / "tokenizer" / name).write_bytes(data)
+    save_ldm_checkpoint(pipeline_to_ldm(unet, vae, text_encoder), single_file)
+
+
+def build_tiny_blip(folder: Path, *, image_size: int = 32) -> None:
+    """BlipForConditionalGeneration + BlipProcessor with a generated BERT vocab and `[DEC]` as decoder bos."""
+    import torch
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipProcessor
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+    folder.mkdir(parents=True)
+    vocab = {piece: i for i, piece in enumerate(bert_vocab())}
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True, bos_token="[DEC]", model_max_length=512)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
+    sep, pad, bos = tokenizer.sep_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id
+    config = BlipConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            encoder_hidden_size=32,
+            intermediate_size=37,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=64,
+            bos_token_id=bos,
+            eos_token_id=sep,
+            pad_token_id=pad,
+            sep_token_id=sep,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=image_size,
+            patch_size=8,
+        ),
+        projection_dim=32,
+        image_text_hidden_size=32,
+    )
+    torch.manual_seed(SEED + 3)
+    model = BlipForConditionalGeneration(config)
+    image_processor = BlipImageProcessorPil(size={"height": image_size, "width": image_size})
+    processor = BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    model.save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
+
+
+def _normalize_modes(root: Path) -> None:
+    """Ordinary umask-respecting modes: some writers create 0600 files, and the folder may be shared read-only."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [root, *root.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+@contextlib.contextmanager
+def _build_lock(out_dir: Path):
+    with open(out_dir / ".tiny-models.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_tiny_models(out_dir: Path, *, force: bool = False) -> dict[str, Path]:
+    """Build (or reuse a current build of) the tiny models in `out_dir`; returns `tiny_model_paths(out_dir)`.
+
+    Everything is written into a temporary folder inside `out_dir` and renamed into place; the stamp comes last,
+    so a reader that checks `is_current_build` never sees a half-written model. Concurrent builders serialise on a
+    lock file.
+    """
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _build_lock(out_dir):
+        if not force and is_current_build(out_dir):
+            return tiny_model_paths(out_dir)
+        import torch
+
+        started = time.monotonic()
+        (out_dir / STAMP_NAME).unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".tiny-build-", dir=out_dir) as tmp:
+            tmp_dir = Path(tmp)
+            with torch.random.fork_rng(devices=[]):
+                build_tiny_sd(tmp_dir / "tiny-sd", tmp_dir / "tiny-sd.safetensors")
+                build_tiny_blip(tmp_dir / "tiny-blip")
+            _normalize_modes(tmp_dir)
+            for name in _ENTRIES:
+                target = out_dir / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                os.replace(tmp_dir / name, target)
+        stamp_tmp = out_dir / (STAMP_NAME + ".tmp")
+        stamp = {"version": BUILD_VERSION, "builder": _builder_digest(), "entries": list(_ENTRIES)}
+        stamp_tmp.write_text(json.dumps(stamp) + "\n")
+        os.replace(stamp_tmp, out_dir / STAMP_NAME)
+        log.info("built tiny models in %s (%.1f s)", out_dir, time.monotonic() - started)
+    return tiny_model_paths(out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the deterministic tiny test models (offline).")
+    parser.add_argument("--out", type=Path, default=Path("models"), help="output folder (default: models/)")
+    parser.add_argument("--force", action="store_true", help="rebuild even when a current build is present")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Writing model shards" bars in `make` output
+    for name, path in build_tiny_models(args.out, force=args.force).items():
+        log.info("%s: %s", name, path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
