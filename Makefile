@@ -32,8 +32,10 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-$(BUF): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+# package.json pins buf exactly and buf pins its platform binary; no lock file, because npm 11's `npm ci` rejects
+# a lock that records only this platform's optional binary.
+$(BUF): package.json
+	npm install --no-audit --no-fund --no-package-lock --loglevel=error
 	touch $@
 
 # Regenerate the committed stubs after editing a .proto.
