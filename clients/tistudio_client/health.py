@@ -8,6 +8,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from tistudio_client.channels import open_channel
+
 __all__ = ["SERVICE_NAMES", "ServiceHealth", "check_service"]
 
 # The gRPC service each tistudio service serves, by its short name.
@@ -39,8 +41,7 @@ def check_service(
     credentials: grpc.ChannelCredentials | None = None,
 ) -> ServiceHealth:
     """Ask `address` for the health of the named service and list its services through reflection."""
-    channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
-    with channel:
+    with open_channel(address, credentials=credentials) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=SERVICE_NAMES[name]), timeout=timeout
