@@ -7,6 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 MODELS := models
+PY_SOURCES := services clients tests protos/generate.py conftest.py
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -16,7 +17,7 @@ export TRANSFORMERS_OFFLINE := 1
 demo: $(VENV)/.installed models
 	$(PY) -m tistudio_client.demo --models $(MODELS) --out demo-out
 
-test: $(VENV)/.installed models protos-check
+test: $(VENV)/.installed models lint
 	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
 # Checks too slow for `make test` (and GPU checks, which skip themselves where no CUDA device is present).
@@ -47,7 +48,10 @@ protos-check: $(VENV)/.installed $(BUF)
 	$(BUF) lint
 	$(PY) protos/generate.py --check
 
-lint: protos-check
+# ruff (rules and formatting in pyproject.toml), buf lint, and the stub drift check.
+lint: $(VENV)/.installed protos-check
+	$(PY) -m ruff check $(PY_SOURCES)
+	$(PY) -m ruff format --check $(PY_SOURCES)
 
 # Deterministic tiny SD1.x and BLIP models with random weights, in the real save_pretrained layouts.
 models: $(VENV)/.installed

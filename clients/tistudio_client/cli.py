@@ -1,8 +1,8 @@
 """The `tistudio` command line.
 
-    tistudio serve caption|trainer|preview   run one service in the foreground (settings from TISTUDIO_* env)
-    tistudio up                              run all three on loopback with a local store; prints addresses
-    tistudio health                          report the health of all three; exit 1 unless all are SERVING
+tistudio serve caption|trainer|preview   run one service in the foreground (settings from TISTUDIO_* env)
+tistudio up                              run all three on loopback with a local store; prints addresses
+tistudio health                          report the health of all three; exit 1 unless all are SERVING
 """
 
 from __future__ import annotations

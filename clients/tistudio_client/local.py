@@ -135,7 +135,8 @@ class LocalTrio:
         while not ready_file.exists():
             if process.poll() is not None:
                 self.stop()
-                raise StartupError(f"{name} exited with code {process.returncode} before listening{self._log_tail(name)}")
+                code = process.returncode
+                raise StartupError(f"{name} exited with code {code} before listening{self._log_tail(name)}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise StartupError(f"{name} did not start listening in time{self._log_tail(name)}")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from services.common.errors import InvalidArgument
 from services.common.model_pool import ModelPool
 from services.common.runtime import ServiceContext, ServiceDefinition, ServiceParts
 from services.common.settings import EnvReader
-from services.common.errors import InvalidArgument
 from tistudio.caption.v1 import caption_pb2, caption_pb2_grpc
 
 __all__ = ["DEFINITION"]

@@ -136,8 +136,8 @@ def _read_token_file(path: str) -> list[Token]:
         allow = entry.get("allow") if isinstance(entry, dict) else None
         if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
             raise InvalidArgument(
-                f"{TOKENS_FILE_ENV}: entry {i} in {path} needs \"name\", \"token\" or \"token_sha256\", "
-                "and \"allow\": a list of method patterns (use [\"*\"] for all)"
+                f'{TOKENS_FILE_ENV}: entry {i} in {path} needs "name", "token" or "token_sha256", '
+                'and "allow": a list of method patterns (use ["*"] for all)'
             )
         try:
             name, secret, digest = str(entry.get("name", "")), entry.get("token"), entry.get("token_sha256")

@@ -57,7 +57,7 @@ def _pack(message: Any) -> any_pb2.Any:
 
 
 def split_method(full_method: str) -> tuple[str, str]:
-    """"/pkg.Service/Method" -> ("pkg.Service", "Method")."""
+    """ "/pkg.Service/Method" -> ("pkg.Service", "Method")."""
     service, _, method = full_method.lstrip("/").rpartition("/")
     return service, method
 

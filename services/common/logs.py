@@ -15,9 +15,11 @@ import sys
 __all__ = ["configure_logging", "route_library_logs", "JsonFormatter"]
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is emitted as a field.
-_RECORD_ATTRS = frozenset(
-    vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
-) | {"message", "asctime", "taskName"}
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -31,9 +33,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "ts": _dt.datetime.fromtimestamp(record.created, tz=_dt.timezone.utc).isoformat(
-                timespec="milliseconds"
-            ),
+            "ts": _dt.datetime.fromtimestamp(record.created, tz=_dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "service": self.service,

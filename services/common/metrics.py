@@ -33,9 +33,7 @@ class RpcMetrics:
     """The three RPC metric families, registered in `registry`."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.started = Counter(
-            "grpc_server_started_total", "RPCs started on the server.", _LABELS, registry=registry
-        )
+        self.started = Counter("grpc_server_started_total", "RPCs started on the server.", _LABELS, registry=registry)
         self.handled = Counter(
             "grpc_server_handled_total",
             "RPCs completed on the server, by final status code.",

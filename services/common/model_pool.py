@@ -44,7 +44,8 @@ class ModelPool:
 
     def stable_diffusion(self, reference: str, config: str = "") -> StableDiffusionComponents:
         """The SD components of `reference` (config: the component configs of a single-file checkpoint)."""
-        return self._get(("sd", reference, config), lambda resolved: load_stable_diffusion(resolved, device=self._device))
+        key = ("sd", reference, config)
+        return self._get(key, lambda resolved: load_stable_diffusion(resolved, device=self._device))
 
     def blip(self, reference: str) -> BlipComponents:
         return self._get(("blip", reference, ""), lambda resolved: load_blip(resolved, device=self._device))

@@ -2,7 +2,7 @@
 
 import sys
 
-from services.preview.service import DEFINITION
 from services.common.runtime import serve
+from services.preview.service import DEFINITION
 
 sys.exit(serve(DEFINITION))

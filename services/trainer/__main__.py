@@ -2,7 +2,7 @@
 
 import sys
 
-from services.trainer.service import DEFINITION
 from services.common.runtime import serve
+from services.trainer.service import DEFINITION
 
 sys.exit(serve(DEFINITION))

@@ -25,11 +25,16 @@ def trio(tmp_path, tiny_models):
     """`tistudio up` on free ports; yields {name: address} once it says all three are SERVING."""
     process = subprocess.Popen(
         [
-            *TISTUDIO, "up",
-            "--store", str(tmp_path / "store"),
-            "--caption-model", str(tiny_models["blip"]),
-            "--sd-model", str(tiny_models["sd"]),
-            "--ports", "0,0,0",
+            *TISTUDIO,
+            "up",
+            "--store",
+            str(tmp_path / "store"),
+            "--caption-model",
+            str(tiny_models["blip"]),
+            "--sd-model",
+            str(tiny_models["sd"]),
+            "--ports",
+            "0,0,0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

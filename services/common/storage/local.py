@@ -15,7 +15,7 @@ import secrets
 import stat
 from collections.abc import Iterator
 from contextlib import suppress
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -140,7 +140,7 @@ class LocalStore(Store):
 
     @staticmethod
     def _info(key: str, st: os.stat_result) -> ObjectInfo:
-        modified = datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=timezone.utc)
+        modified = datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=UTC)
         return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_size:x}-{st.st_mtime_ns:x}", last_modified=modified)
 
     def _not_found(self, key: str) -> ObjectNotFound:

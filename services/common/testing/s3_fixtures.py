@@ -47,9 +47,7 @@ class S3Endpoint:
     def client(self) -> Minio:
         """A plain minio client, for set-up and for looking behind a store's back."""
         settings = s3_settings_from_env(self.env())
-        return Minio(
-            settings.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=settings.secure
-        )
+        return Minio(settings.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=settings.secure)
 
 
 class S3StoreURL(NamedTuple):

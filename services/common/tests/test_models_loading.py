@@ -33,6 +33,7 @@ def test_load_from_folder_and_single_file_agree(tiny_models, cache_dir):
         assert type(c.scheduler).__name__ == "PNDMScheduler"
         assert c.text_encoder.config.hidden_size == c.unet.config.cross_attention_dim == 32
     assert folder.fingerprint != single.fingerprint  # a folder and a file are hashed differently
+
     def encode(tokenizer):
         return tokenizer("a blue square", padding="max_length", max_length=77, return_tensors="pt").input_ids
 

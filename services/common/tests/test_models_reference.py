@@ -187,8 +187,8 @@ def test_missing_path_and_refused_files(tmp_path, tiny_models, cache_dir):
             resolve_model(str(tmp_path / name), cache_dir=cache_dir)
         assert isinstance(info.value, InvalidArgument) and info.value.reason == "INVALID_MODEL"
     embedding = tmp_path / "embedding.safetensors"
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     save_file({"emb_params": torch.zeros(2, 32)}, str(embedding))
     with pytest.raises(InvalidModel, match="not a Stable Diffusion checkpoint"):
