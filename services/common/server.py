@@ -1,11 +1,9 @@
 """`ServiceServer`: the gRPC server every tistudio service runs in, with health, reflection, metrics,
 errors-to-status, optional auth and TLS, and a graceful stop.
 
-A service's main is:
+`services.common.runtime` drives it for every service:
 
-    settings = ServerSettings.from_env("caption")
-    configure_logging("caption", settings.log_level)
-    server = ServiceServer("caption", settings)
+    server = ServiceServer("caption", ServerSettings.from_env("caption"))
     server.add_service(CAPTION_SERVICE_NAME, lambda s: add_CaptionServiceServicer_to_server(servicer, s))
     server.start(); server.install_signal_handlers()
     load_models(); server.set_serving(True)

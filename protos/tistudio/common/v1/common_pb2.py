@@ -24,29 +24,29 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftistudio/common/v1/common.proto\x12\x12tistudio.common.v1\",\n\nStorageRef\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\tstore_url\x18\x02 \x01(\t\"7\n\x08ModelRef\x12\x11\n\treference\x18\x01 \x01(\t\x12\x18\n\x10\x63onfig_reference\x18\x02 \x01(\t\"\xb1\x01\n\tModelInfo\x12\x11\n\treference\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12/\n\x06\x66\x61mily\x18\x03 \x01(\x0e\x32\x1f.tistudio.common.v1.ModelFamily\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nshort_hash\x18\x05 \x01(\t\x12\x17\n\x0fprediction_type\x18\x06 \x01(\t\x12\x15\n\rembedding_dim\x18\x07 \x01(\r\"\x8e\x01\n\tImageData\x12-\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.tistudio.common.v1.StorageRefH\x00\x12\x15\n\x0binline_data\x18\x02 \x01(\x0cH\x00\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\rB\x08\n\x06source\",\n\x08Progress\x12\x11\n\tcompleted\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\"\x8b\x01\n\nDiagnostic\x12.\n\x08severity\x18\x01 \x01(\x0e\x32\x1c.tistudio.common.v1.Severity\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nsuggestion\x18\x04 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\x12\x0b\n\x03key\x18\x06 \x01(\t*\x8c\x01\n\x0bModelFamily\x12\x1c\n\x18MODEL_FAMILY_UNSPECIFIED\x10\x00\x12\x14\n\x10MODEL_FAMILY_SD1\x10\x01\x12\x18\n\x14MODEL_FAMILY_SD2_512\x10\x02\x12\x18\n\x14MODEL_FAMILY_SD2_768\x10\x03\x12\x15\n\x11MODEL_FAMILY_SDXL\x10\x04*\x8f\x01\n\x07Sampler\x12\x17\n\x13SAMPLER_UNSPECIFIED\x10\x00\x12\x13\n\x0fSAMPLER_EULER_A\x10\x01\x12\x11\n\rSAMPLER_EULER\x10\x02\x12\x14\n\x10SAMPLER_DPMPP_2M\x10\x03\x12\x1b\n\x17SAMPLER_DPMPP_2M_KARRAS\x10\x04\x12\x10\n\x0cSAMPLER_DDIM\x10\x05*a\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x12\n\x0eSEVERITY_ERROR\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftistudio/common/v1/common.proto\x12\x12tistudio.common.v1\",\n\nStorageRef\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\tstore_url\x18\x02 \x01(\t\"7\n\x08ModelRef\x12\x11\n\treference\x18\x01 \x01(\t\x12\x18\n\x10\x63onfig_reference\x18\x02 \x01(\t\"\xb2\x01\n\tModelInfo\x12\x11\n\treference\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12/\n\x06\x66\x61mily\x18\x03 \x01(\x0e\x32\x1f.tistudio.common.v1.ModelFamily\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nshort_hash\x18\x05 \x01(\t\x12\x17\n\x0fprediction_type\x18\x06 \x01(\t\x12\x16\n\x0e\x65mbedding_dims\x18\x07 \x03(\r\"\x8e\x01\n\tImageData\x12-\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.tistudio.common.v1.StorageRefH\x00\x12\x15\n\x0binline_data\x18\x02 \x01(\x0cH\x00\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\rB\x08\n\x06source\",\n\x08Progress\x12\x11\n\tcompleted\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\"\x8b\x01\n\nDiagnostic\x12.\n\x08severity\x18\x01 \x01(\x0e\x32\x1c.tistudio.common.v1.Severity\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nsuggestion\x18\x04 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\x12\x0b\n\x03key\x18\x06 \x01(\t*\x8c\x01\n\x0bModelFamily\x12\x1c\n\x18MODEL_FAMILY_UNSPECIFIED\x10\x00\x12\x14\n\x10MODEL_FAMILY_SD1\x10\x01\x12\x18\n\x14MODEL_FAMILY_SD2_512\x10\x02\x12\x18\n\x14MODEL_FAMILY_SD2_768\x10\x03\x12\x15\n\x11MODEL_FAMILY_SDXL\x10\x04*\x8f\x01\n\x07Sampler\x12\x17\n\x13SAMPLER_UNSPECIFIED\x10\x00\x12\x13\n\x0fSAMPLER_EULER_A\x10\x01\x12\x11\n\rSAMPLER_EULER\x10\x02\x12\x14\n\x10SAMPLER_DPMPP_2M\x10\x03\x12\x1b\n\x17SAMPLER_DPMPP_2M_KARRAS\x10\x04\x12\x10\n\x0cSAMPLER_DDIM\x10\x05*a\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x12\n\x0eSEVERITY_ERROR\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tistudio.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELFAMILY']._serialized_start=672
-  _globals['_MODELFAMILY']._serialized_end=812
-  _globals['_SAMPLER']._serialized_start=815
-  _globals['_SAMPLER']._serialized_end=958
-  _globals['_SEVERITY']._serialized_start=960
-  _globals['_SEVERITY']._serialized_end=1057
+  _globals['_MODELFAMILY']._serialized_start=673
+  _globals['_MODELFAMILY']._serialized_end=813
+  _globals['_SAMPLER']._serialized_start=816
+  _globals['_SAMPLER']._serialized_end=959
+  _globals['_SEVERITY']._serialized_start=961
+  _globals['_SEVERITY']._serialized_end=1058
   _globals['_STORAGEREF']._serialized_start=55
   _globals['_STORAGEREF']._serialized_end=99
   _globals['_MODELREF']._serialized_start=101
   _globals['_MODELREF']._serialized_end=156
   _globals['_MODELINFO']._serialized_start=159
-  _globals['_MODELINFO']._serialized_end=336
-  _globals['_IMAGEDATA']._serialized_start=339
-  _globals['_IMAGEDATA']._serialized_end=481
-  _globals['_PROGRESS']._serialized_start=483
-  _globals['_PROGRESS']._serialized_end=527
-  _globals['_DIAGNOSTIC']._serialized_start=530
-  _globals['_DIAGNOSTIC']._serialized_end=669
+  _globals['_MODELINFO']._serialized_end=337
+  _globals['_IMAGEDATA']._serialized_start=340
+  _globals['_IMAGEDATA']._serialized_end=482
+  _globals['_PROGRESS']._serialized_start=484
+  _globals['_PROGRESS']._serialized_end=528
+  _globals['_DIAGNOSTIC']._serialized_start=531
+  _globals['_DIAGNOSTIC']._serialized_end=670
 # @@protoc_insertion_point(module_scope)

@@ -1,7 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -62,22 +63,22 @@ class ModelRef(_message.Message):
     def __init__(self, reference: _Optional[str] = ..., config_reference: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("reference", "name", "family", "sha256", "short_hash", "prediction_type", "embedding_dim")
+    __slots__ = ("reference", "name", "family", "sha256", "short_hash", "prediction_type", "embedding_dims")
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SHORT_HASH_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_TYPE_FIELD_NUMBER: _ClassVar[int]
-    EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_DIMS_FIELD_NUMBER: _ClassVar[int]
     reference: str
     name: str
     family: ModelFamily
     sha256: str
     short_hash: str
     prediction_type: str
-    embedding_dim: int
-    def __init__(self, reference: _Optional[str] = ..., name: _Optional[str] = ..., family: _Optional[_Union[ModelFamily, str]] = ..., sha256: _Optional[str] = ..., short_hash: _Optional[str] = ..., prediction_type: _Optional[str] = ..., embedding_dim: _Optional[int] = ...) -> None: ...
+    embedding_dims: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, reference: _Optional[str] = ..., name: _Optional[str] = ..., family: _Optional[_Union[ModelFamily, str]] = ..., sha256: _Optional[str] = ..., short_hash: _Optional[str] = ..., prediction_type: _Optional[str] = ..., embedding_dims: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ImageData(_message.Message):
     __slots__ = ("ref", "inline_data", "media_type", "width", "height")

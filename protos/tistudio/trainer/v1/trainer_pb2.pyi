@@ -100,7 +100,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class Embedding(_message.Message):
-    __slots__ = ("name", "vectors_per_token", "dim", "init_text", "step", "base_model", "file", "format", "sha256", "short_hash", "metadata")
+    __slots__ = ("name", "vectors_per_token", "dims", "init_text", "step", "base_model", "file", "format", "sha256", "short_hash", "metadata")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -110,7 +110,7 @@ class Embedding(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     VECTORS_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
-    DIM_FIELD_NUMBER: _ClassVar[int]
+    DIMS_FIELD_NUMBER: _ClassVar[int]
     INIT_TEXT_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -121,7 +121,7 @@ class Embedding(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     name: str
     vectors_per_token: int
-    dim: int
+    dims: _containers.RepeatedScalarFieldContainer[int]
     init_text: str
     step: int
     base_model: _common_pb2.ModelInfo
@@ -130,7 +130,7 @@ class Embedding(_message.Message):
     sha256: str
     short_hash: str
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., vectors_per_token: _Optional[int] = ..., dim: _Optional[int] = ..., init_text: _Optional[str] = ..., step: _Optional[int] = ..., base_model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., file: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., format: _Optional[_Union[EmbeddingFormat, str]] = ..., sha256: _Optional[str] = ..., short_hash: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., vectors_per_token: _Optional[int] = ..., dims: _Optional[_Iterable[int]] = ..., init_text: _Optional[str] = ..., step: _Optional[int] = ..., base_model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., file: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., format: _Optional[_Union[EmbeddingFormat, str]] = ..., sha256: _Optional[str] = ..., short_hash: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CreateEmbeddingRequest(_message.Message):
     __slots__ = ("name", "init_text", "vectors_per_token", "model", "destination", "overwrite")
@@ -330,15 +330,27 @@ class Savepoint(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     def __init__(self, step: _Optional[int] = ..., embedding: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., manifest: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., loss: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class PreviewItem(_message.Message):
+    __slots__ = ("prompt", "seed", "weight", "image")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    seed: int
+    weight: float
+    image: _common_pb2.ImageData
+    def __init__(self, prompt: _Optional[str] = ..., seed: _Optional[int] = ..., weight: _Optional[float] = ..., image: _Optional[_Union[_common_pb2.ImageData, _Mapping]] = ...) -> None: ...
+
 class PreviewSet(_message.Message):
-    __slots__ = ("step", "images", "manifest")
+    __slots__ = ("step", "items", "manifest")
     STEP_FIELD_NUMBER: _ClassVar[int]
-    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     step: int
-    images: _containers.RepeatedCompositeFieldContainer[_common_pb2.ImageData]
+    items: _containers.RepeatedCompositeFieldContainer[PreviewItem]
     manifest: _common_pb2.StorageRef
-    def __init__(self, step: _Optional[int] = ..., images: _Optional[_Iterable[_Union[_common_pb2.ImageData, _Mapping]]] = ..., manifest: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ...) -> None: ...
+    def __init__(self, step: _Optional[int] = ..., items: _Optional[_Iterable[_Union[PreviewItem, _Mapping]]] = ..., manifest: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("job_id", "request_id", "state", "failure", "spec", "model", "step", "max_steps", "loss", "learning_rate", "samples_per_second", "eta", "output", "latest_savepoint", "latest_preview", "last_sequence", "create_time", "start_time", "update_time", "end_time")
@@ -528,10 +540,22 @@ class ExportEmbeddingRequest(_message.Message):
     include_data: bool
     def __init__(self, job_id: _Optional[str] = ..., embedding: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., step: _Optional[int] = ..., format: _Optional[_Union[EmbeddingFormat, str]] = ..., name: _Optional[str] = ..., destination: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., include_data: _Optional[bool] = ...) -> None: ...
 
-class ExportEmbeddingResponse(_message.Message):
-    __slots__ = ("embedding", "data")
-    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+class ExportedFile(_message.Message):
+    __slots__ = ("file", "sha256", "text_encoder", "data")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    TEXT_ENCODER_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
-    embedding: Embedding
+    file: _common_pb2.StorageRef
+    sha256: str
+    text_encoder: str
     data: bytes
-    def __init__(self, embedding: _Optional[_Union[Embedding, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, file: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., sha256: _Optional[str] = ..., text_encoder: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ExportEmbeddingResponse(_message.Message):
+    __slots__ = ("embedding", "files")
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    embedding: Embedding
+    files: _containers.RepeatedCompositeFieldContainer[ExportedFile]
+    def __init__(self, embedding: _Optional[_Union[Embedding, _Mapping]] = ..., files: _Optional[_Iterable[_Union[ExportedFile, _Mapping]]] = ...) -> None: ...
