@@ -16,9 +16,11 @@ from typing import Any, TypeVar
 
 from services.common.models.loading import BlipComponents, StableDiffusionComponents, load_blip, load_stable_diffusion
 from services.common.models.reference import ResolvedModel, resolve_model
+from services.common.runtime import ServiceContext
+from services.common.settings import EnvReader
 from services.common.storage import Store
 
-__all__ = ["ModelPool"]
+__all__ = ["ModelPool", "stable_diffusion_pool"]
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +84,19 @@ class ModelPool:
             with self._lock:
                 self._models[key] = model
             return model
+
+
+def stable_diffusion_pool(context: ServiceContext) -> tuple[ModelPool, Callable[[], None]]:
+    """The pool of a service that runs Stable Diffusion (trainer, preview), and its start-up load.
+
+    TISTUDIO_SD_MODEL names a base model to load before the service turns SERVING, so the first request does
+    not wait for it; requests may name other models, which load on demand.
+    """
+    models = ModelPool(context.store, context.runtime.cache_dir, env=context.env)
+    default_model = EnvReader(context.env).text("TISTUDIO_SD_MODEL")
+
+    def preload() -> None:
+        if default_model is not None:
+            models.stable_diffusion(default_model)
+
+    return models, preload
