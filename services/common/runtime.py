@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from services.common.errors import InvalidArgument, TistudioError
+from services.common.files import write_text_atomic
 from services.common.logs import configure_logging, route_library_logs
 from services.common.server import ServiceServer
 from services.common.settings import EnvReader, ServerSettings
@@ -155,7 +155,4 @@ def serve(definition: ServiceDefinition, env: Mapping[str, str] = os.environ) ->
 
 def _write_ready_file(path: Path, server: ServiceServer) -> None:
     info = {"address": server.address, "port": server.port, "metrics_port": server.metrics_port, "pid": os.getpid()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        json.dump(info, tmp)
-    os.replace(tmp.name, path)
+    write_text_atomic(path, json.dumps(info))

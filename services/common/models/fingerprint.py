@@ -11,15 +11,14 @@ Hashing a 4 GB checkpoint takes tens of seconds, so file digests are cached in a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from services.common.files import write_text_atomic
 
 __all__ = [
     "ModelFingerprint",
@@ -98,16 +97,7 @@ class HashCache:
         if self.path is None or not self._dirty:
             return
         merged = {**self._read(), **self._entries}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".hashes-", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"sha256": merged}, handle, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_text_atomic(self.path, json.dumps({"sha256": merged}, indent=1, sort_keys=True))
         self._entries, self._dirty = merged, False
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from services.common.files import write_text_atomic
 from services.common.models.fingerprint import HashCache, combine_digests, file_sha256
 
 if TYPE_CHECKING:
@@ -58,13 +59,6 @@ def listing_digest(store_url: str, prefix: str, objects: list[tuple[str, ObjectI
     lines = [f"{rel}\0{info.size}\0{info.etag}" for rel, info in sorted(objects, key=lambda item: item[0])]
     payload = json.dumps({"store": store_url, "prefix": prefix, "objects": lines}, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _read_entry(index: Path) -> dict | None:
@@ -124,6 +118,6 @@ def fetch_prefix(
         for rel, digest in digests.items():
             hash_cache.put(content_dir.joinpath(*rel.split("/")), digest)
     record = {"content": content_hash, "store": store.url, "prefix": prefix, "single": single}
-    _write_atomic(index, json.dumps(record, sort_keys=True) + "\n")
+    write_text_atomic(index, json.dumps(record, sort_keys=True) + "\n")
     log.info("cached %s/%s as %s (%d objects)", store.url, prefix, content_hash[:12], len(objects))
     return CachedPrefix(_located(content_dir, single), content_hash, downloaded=True)

@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from services.common.files import write_text_atomic
 from services.common.models.tiny_vocab import bert_vocab, clip_vocab_and_merges
 
 __all__ = ["BUILD_VERSION", "STAMP_NAME", "build_tiny_models", "tiny_model_paths", "is_current_build", "main"]
@@ -261,10 +262,8 @@ def build_tiny_models(out_dir: Path, *, force: bool = False) -> dict[str, Path]:
                 if target.is_dir():
                     shutil.rmtree(target)
                 os.replace(tmp_dir / name, target)
-        stamp_tmp = out_dir / (STAMP_NAME + ".tmp")
         stamp = {"version": BUILD_VERSION, "builder": _builder_digest(), "entries": list(_ENTRIES)}
-        stamp_tmp.write_text(json.dumps(stamp) + "\n")
-        os.replace(stamp_tmp, out_dir / STAMP_NAME)
+        write_text_atomic(out_dir / STAMP_NAME, json.dumps(stamp) + "\n")
         log.info("built tiny models in %s (%.1f s)", out_dir, time.monotonic() - started)
     return tiny_model_paths(out_dir)
 
