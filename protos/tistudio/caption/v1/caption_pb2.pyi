@@ -84,7 +84,7 @@ class SplitOptions(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ..., threshold: _Optional[float] = ..., overlap: _Optional[float] = ...) -> None: ...
 
 class PreprocessOptions(_message.Message):
-    __slots__ = ("size", "family", "crop", "focal_point", "flip_copies", "split", "existing_caption", "keep_alpha", "max_file_bytes", "max_pixels", "caption", "caption_options")
+    __slots__ = ("size", "family", "crop", "focal_point", "flip_copies", "split", "existing_caption", "keep_alpha", "max_file_bytes", "max_pixels", "caption", "caption_options", "min_side")
     SIZE_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     CROP_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,7 @@ class PreprocessOptions(_message.Message):
     MAX_PIXELS_FIELD_NUMBER: _ClassVar[int]
     CAPTION_FIELD_NUMBER: _ClassVar[int]
     CAPTION_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SIDE_FIELD_NUMBER: _ClassVar[int]
     size: int
     family: _common_pb2.ModelFamily
     crop: CropMode
@@ -109,7 +110,8 @@ class PreprocessOptions(_message.Message):
     max_pixels: int
     caption: bool
     caption_options: CaptionOptions
-    def __init__(self, size: _Optional[int] = ..., family: _Optional[_Union[_common_pb2.ModelFamily, str]] = ..., crop: _Optional[_Union[CropMode, str]] = ..., focal_point: _Optional[_Union[FocalPointWeights, _Mapping]] = ..., flip_copies: _Optional[bool] = ..., split: _Optional[_Union[SplitOptions, _Mapping]] = ..., existing_caption: _Optional[_Union[ExistingCaptionAction, str]] = ..., keep_alpha: _Optional[bool] = ..., max_file_bytes: _Optional[int] = ..., max_pixels: _Optional[int] = ..., caption: _Optional[bool] = ..., caption_options: _Optional[_Union[CaptionOptions, _Mapping]] = ...) -> None: ...
+    min_side: int
+    def __init__(self, size: _Optional[int] = ..., family: _Optional[_Union[_common_pb2.ModelFamily, str]] = ..., crop: _Optional[_Union[CropMode, str]] = ..., focal_point: _Optional[_Union[FocalPointWeights, _Mapping]] = ..., flip_copies: _Optional[bool] = ..., split: _Optional[_Union[SplitOptions, _Mapping]] = ..., existing_caption: _Optional[_Union[ExistingCaptionAction, str]] = ..., keep_alpha: _Optional[bool] = ..., max_file_bytes: _Optional[int] = ..., max_pixels: _Optional[int] = ..., caption: _Optional[bool] = ..., caption_options: _Optional[_Union[CaptionOptions, _Mapping]] = ..., min_side: _Optional[int] = ...) -> None: ...
 
 class PreprocessRequest(_message.Message):
     __slots__ = ("source", "destination", "options")
@@ -122,16 +124,20 @@ class PreprocessRequest(_message.Message):
     def __init__(self, source: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., destination: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., options: _Optional[_Union[PreprocessOptions, _Mapping]] = ...) -> None: ...
 
 class ImageOutcome(_message.Message):
-    __slots__ = ("source_key", "status", "reason", "derived_keys")
+    __slots__ = ("source_key", "status", "reason", "derived_keys", "notes", "caption")
     SOURCE_KEY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DERIVED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
     source_key: str
     status: ImageStatus
     reason: _common_pb2.Diagnostic
     derived_keys: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, source_key: _Optional[str] = ..., status: _Optional[_Union[ImageStatus, str]] = ..., reason: _Optional[_Union[_common_pb2.Diagnostic, _Mapping]] = ..., derived_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+    notes: _containers.RepeatedCompositeFieldContainer[_common_pb2.Diagnostic]
+    caption: CaptionResult
+    def __init__(self, source_key: _Optional[str] = ..., status: _Optional[_Union[ImageStatus, str]] = ..., reason: _Optional[_Union[_common_pb2.Diagnostic, _Mapping]] = ..., derived_keys: _Optional[_Iterable[str]] = ..., notes: _Optional[_Iterable[_Union[_common_pb2.Diagnostic, _Mapping]]] = ..., caption: _Optional[_Union[CaptionResult, _Mapping]] = ...) -> None: ...
 
 class PreprocessSummary(_message.Message):
     __slots__ = ("dataset", "kept", "skipped", "images_written")
