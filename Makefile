@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-slow venv protos protos-check lint models lock clean
+.PHONY: demo test test-slow venv protos protos-check lint models lock clean bench-caption
 
 demo: $(VENV)/.installed models
 	$(PY) -m tistudio_client.demo --models $(MODELS) --out demo-out
@@ -56,6 +56,11 @@ lint: $(VENV)/.installed protos-check
 # Deterministic tiny SD1.x and BLIP models with random weights, in the real save_pretrained layouts.
 models: $(VENV)/.installed
 	$(PY) -m services.common.models.tiny --out $(MODELS)
+
+# Caption throughput and p50/p95 latency at 1, 4 and 16 clients, batching on vs off, on a BLIP-base-shaped model
+# with random weights (built once into .cache/bench). Not part of `make test`. Extra flags: BENCH_CAPTION_ARGS=...
+bench-caption: $(VENV)/.installed
+	$(PY) -m services.caption.bench --json .cache/bench/caption.json $(BENCH_CAPTION_ARGS)
 
 # Re-pin every transitive dependency after changing requirements.txt.
 lock: $(VENV)/.installed

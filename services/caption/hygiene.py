@@ -19,6 +19,30 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from services.caption.hygiene_vocabulary import (
+    ARTIFACT,
+    BOW,
+    DETERMINERS,
+    EOW,
+    EXPRESSION,
+    FOLLOW,
+    FOLLOWERS,
+    GROUPS,
+    HAIR,
+    HAIR_WORD,
+    ING_NOUNS,
+    KIND_ART,
+    MOD,
+    NOT_COUNTABLE,
+    OPENER,
+    PEOPLE_AND_PETS,
+    PLURAL_DETERMINERS,
+    PLURALS,
+    RELATIVE,
+    alternation,
+    words,
+)
+
 __all__ = ["HygieneSettings", "CaptionEdit", "CleanCaption", "clean_caption", "tidy", "RULES"]
 
 RULES = ("CLASS_PHRASE", "SUBJECT_VARIANT", "REPEAT", "ARTIFACT", "PUNCTUATION", "COMMA_PHRASE")
@@ -117,83 +141,6 @@ def tidy(text: str) -> str:
     return text
 
 
-# --- vocabulary -------------------------------------------------------------------------------------------------
-
-_W = r"(?<![\w'-])"  # word start
-_E = r"(?![\w-])"  # word end ("woman's" still ends "woman")
-
-
-def _alt(items) -> str:
-    """Regex alternation, longest first so "middle aged" wins over "middle"; spaces match any whitespace."""
-    return "|".join(re.escape(i).replace(r"\ ", r"\s+") for i in sorted(set(items), key=len, reverse=True))
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-# Nouns of one subject class: (singular, plural). The class phrase's noun picks its group.
-_GROUPS = (
-    (_words("woman girl lady female gal"), _words("women girls ladies females gals")),
-    (_words("man boy guy gentleman male dude"), _words("men boys guys gentlemen males dudes")),
-    (_words("person individual human"), _words("people persons individuals humans")),
-    (_words("child kid toddler"), _words("children kids toddlers")),
-    (_words("dog puppy pup doggy doggo"), _words("dogs puppies pups")),
-    (_words("cat kitten kitty"), _words("cats kittens kitties")),
-)
-_PEOPLE_AND_PETS = frozenset().union(*(s | p for s, p in _GROUPS))
-# Adjectives BLIP puts on a subject that are part of who it is: dropped, the embedding learns them.
-_IDENTITY = _words(
-    "young younger old older elderly aged teenage teen adult mature little small tiny beautiful pretty attractive "
-    "gorgeous cute lovely handsome sexy hot stunning cool asian african indian japanese chinese korean thai "
-    "caucasian white black latina latino hispanic european american russian slim skinny thin fat chubby tall "
-    "short petite very really fluffy furry"
-) | {"middle aged", "middle-aged", "african american", "good looking", "good-looking"}
-_EXPRESSION = _words("smiling laughing grinning crying frowning")
-_HAIR_COLOUR = "long short dark light red blond blonde brown black white gray grey silver curly wavy straight pink"
-_HAIR = rf"(?:(?:{_alt(_HAIR_COLOUR.split())})(?:-|\s+)?haired|blonde|blond|brunette|redheaded|redhead|ginger)"
-_HAIR_WORD = {"brunette": "brown", "redhead": "red", "redheaded": "red", "ginger": "red"}
-_MOD = rf"(?:{_HAIR}|{_alt(_IDENTITY | _EXPRESSION)})"
-# Words that may follow a subject noun used on its own ("a female sitting"), and that may follow a prepended
-# class phrase without a comma ("sitting on a bench" -> "a woman sitting on a bench").
-_FOLLOWERS = _words(
-    "with in on at near next under by from behind beside outside inside against wearing holding who and"
-)
-_ING_NOUNS = _words(
-    "painting drawing building ceiling ring earring king wedding clothing evening morning spring string thing "
-    "something nothing everything swing wing sling bedding railing awning"
-)
-_FOLLOW = rf"(?=\s*(?:$|[,.;:!?]|(?:{_alt(_FOLLOWERS | {'that', 'is', 'are', 'of'})}){_E}|\w+ing{_E}))"
-_DETERMINERS = _words("a an the one this that")
-_PLURAL_DETERMINERS = _words("the two three four some these those several many")
-_NOT_COUNTABLE = _words("a an the one two three four five some many several this that these those his her their its my")
-_PLURALS = _PEOPLE_AND_PETS - frozenset().union(*(s for s, _ in _GROUPS))
-
-# BLIP's artefacts: "arafed", "araffe", "arafe", "araffed", "arraffe", "arafeed", "araf", "arafly" (not "arafat").
-_ARTIFACT = re.compile(
-    rf"{_W}(?:(?P<det>a|an|the)\s+)?(?P<art>a+r+a+f+(?:e+d?|ly|y)?s?){_E}(?:\s+(?P<next>[\w'-]+))?", re.I
-)
-# Phrases before the subject that say nothing about it ("there is", "a close-up of", "an image of"); the style
-# words in them ("a black and white photo of") are kept at the end of the caption.
-_STYLE = (
-    "black and white|black-and-white|monochrome|grayscale|greyscale|sepia|blurry|blurred|vintage|old|retro|"
-    "professional|candid|polaroid|film|colou?r|colou?rful|high quality|low quality|hd|cropped|side|front|dark|bright"
-).replace(" ", r"\s+")
-_KIND_PLAIN = r"close-up|close\s+up|closeup|photo|picture|image|photograph|pic|shot|view|snapshot|selfie|headshot"
-_KIND_ART = r"portrait|painting|drawing|sketch|illustration|cartoon|render|poster"
-_OPENER = re.compile(
-    r"(?:(?:there|here)\s+(?:is|are)\s+|this\s+is\s+|it\s+is\s+|it's\s+)?"
-    rf"(?:(?:a|an|the)\s+)?(?:(?P<style>(?:(?:{_STYLE})\s+)*)(?P<kind>(?:{_KIND_PLAIN}|{_KIND_ART})"
-    rf"(?:\s+(?:photo|picture|image|shot|view|portrait))?)\s+of\s+)?",
-    re.I,
-)
-_RELATIVE = re.compile(
-    r"^\s+(?:that|who|which)\s+(?:(?P<be>is|are)\s+(?=(?:\w+ing|in|on|at|with|near|next|under|by|behind|beside)\b)"
-    r"|(?P<has>has|have)\s+)",
-    re.I,
-)
-
-
 @dataclass(frozen=True)
 class _Subject:
     phrase: str  # the class phrase as the user wrote it
@@ -204,28 +151,29 @@ class _Subject:
     def build(cls, class_phrase: str, variants: tuple[str, ...]) -> _Subject:
         phrase = " ".join(class_phrase.split())
         tokens = phrase.lower().split()
-        known = [t for t in tokens if t in _PEOPLE_AND_PETS]
+        known = [t for t in tokens if t in PEOPLE_AND_PETS]
         noun = known[0] if known else tokens[-1]
-        plural = noun in _PLURALS
+        plural = noun in PLURALS
         nouns = {noun}
-        for singular, plurals in _GROUPS:
+        for singular, plurals in GROUPS:
             if noun in singular or noun in plurals:
                 nouns |= plurals if plural else singular
         for variant in variants:  # "an actress" -> "actress": determiners and adjectives still apply
             variant_words = variant.lower().split()
-            if variant_words and variant_words[0] in _DETERMINERS | _PLURAL_DETERMINERS:
+            if variant_words and variant_words[0] in DETERMINERS | PLURAL_DETERMINERS:
                 variant_words = variant_words[1:]
             if variant_words:
                 nouns.add(" ".join(variant_words))
         # "female"/"male" are adjectives before another noun ("a female doctor"): nouns only when followed by what
         # may follow a subject.
         noun_alt = "|".join(
-            rf"(?:{_alt([n])}){_FOLLOW}" if n in ("female", "male", "females", "males") else _alt([n])
+            rf"(?:{alternation([n])}){FOLLOW}" if n in ("female", "male", "females", "males") else alternation([n])
             for n in sorted(nouns, key=len, reverse=True)
         )
-        dets = _alt(_PLURAL_DETERMINERS if plural else _DETERMINERS)
+        dets = alternation(PLURAL_DETERMINERS if plural else DETERMINERS)
         mention = re.compile(
-            rf"{_W}(?:(?:{dets})\s+)?(?P<mods>(?:{_MOD}(?:\s*,\s*|\s+and\s+|\s+)){{0,6}})(?P<noun>{noun_alt}){_E}", re.I
+            rf"{BOW}(?:(?:{dets})\s+)?(?P<mods>(?:{MOD}(?:\s*,\s*|\s+and\s+|\s+)){{0,6}})(?P<noun>{noun_alt}){EOW}",
+            re.I,
         )
         return cls(phrase=phrase, noun=noun, mention=mention)
 
@@ -239,14 +187,14 @@ def _article(word: str) -> str:
 def _countable(word: str) -> bool:
     """Whether `word` takes "a"/"an" (singular noun or adjective, not a determiner, number or plural)."""
     lower = word.lower()
-    plural = lower.endswith("s") and not lower.endswith(("ss", "us", "is")) or lower in _PLURALS
-    return not plural and lower not in _NOT_COUNTABLE and not lower.isdigit()
+    plural = lower.endswith("s") and not lower.endswith(("ss", "us", "is")) or lower in PLURALS
+    return not plural and lower not in NOT_COUNTABLE and not lower.isdigit()
 
 
 def _continues(word: str) -> bool:
     """Whether `word` can follow a subject noun directly ("sitting", "with", "in")."""
     lower = word.lower()
-    return lower in _FOLLOWERS or (lower.endswith("ing") and lower not in _ING_NOUNS and len(lower) > 4)
+    return lower in FOLLOWERS or (lower.endswith("ing") and lower not in ING_NOUNS and len(lower) > 4)
 
 
 # --- artefacts --------------------------------------------------------------------------------------------------
@@ -273,7 +221,7 @@ def _drop_artifacts(text: str, subject: _Subject | None) -> tuple[str, list[tupl
         changes.append((match[0], after))
         return after
 
-    return _ARTIFACT.sub(replace, text), changes
+    return ARTIFACT.sub(replace, text), changes
 
 
 # --- repeats ----------------------------------------------------------------------------------------------------
@@ -284,18 +232,17 @@ _REPEATED_PHRASE = re.compile(
     r"(?<![\w'-])([a-z][\w'-]*(?:\s+[\w'-]+){1,5})(?:(?:\s*,\s*|\s+(?:and|with)\s+|\s+)\1)+(?![\w'-])", re.I
 )
 _NP_DETERMINERS = "a|an|the|her|his|its|their|my|your|some"
-_FUNCTION = _words("a an the her his its their my your some and with on in of at to is are that who wearing has have")
+_FUNCTION = words("a an the her his its their my your some and with on in of at to is are that who wearing has have")
 # What may stand between two mentions of the same thing for them to be one thing said twice: "a hat with a hat
 # on her head and a white hat" is one white hat.
 _FILLER = re.compile(
     r"(?:\s|,|\b(?:and|with|wearing|has|have|that|is|in|on|of|her|his|its|their|the|top\s+of|head|face|hair|neck)\b)*",
     re.I,
 )
-_NOT_HEADS = _FUNCTION | _PEOPLE_AND_PETS | _words("head face hair neck top")
+_NOT_HEADS = _FUNCTION | PEOPLE_AND_PETS | words("head face hair neck top")
 # A head noun ends its phrase: "a bikini top and a bikini bottom" mentions no bikini twice.
-_HEAD_END = (
-    rf"(?=\s*(?:$|[,.;:!?]|(?:{_alt(_FUNCTION | _FOLLOWERS | {'around', 'over', 'for', 'to'})}){_E}|\w+ing{_E}))"
-)
+_HEAD_FOLLOWERS = alternation(_FUNCTION | FOLLOWERS | {"around", "over", "for", "to"})
+_HEAD_END = rf"(?=\s*(?:$|[,.;:!?]|(?:{_HEAD_FOLLOWERS}){EOW}|\w+ing{EOW}))"
 
 
 def _collapse_repeats(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -315,8 +262,8 @@ def _collapse_repeats(text: str) -> tuple[str, list[tuple[str, str]]]:
 def _collapse_mentions(text: str, head: str, changes: list[tuple[str, str]]) -> str:
     """Mentions of `head` joined only by filler become the most specific one, when the others say nothing more."""
     # A determiner and up to three modifiers (any words but function words), or the bare noun.
-    modifiers = rf"(?P<mods>(?:(?!(?:{_alt(_FUNCTION)}){_E})[\w'-]+\s+){{0,3}}?)"
-    mention = re.compile(rf"{_W}(?:(?:{_NP_DETERMINERS})\s+{modifiers})?{re.escape(head)}{_E}{_HEAD_END}", re.I)
+    modifiers = rf"(?P<mods>(?:(?!(?:{alternation(_FUNCTION)}){EOW})[\w'-]+\s+){{0,3}}?)"
+    mention = re.compile(rf"{BOW}(?:(?:{_NP_DETERMINERS})\s+{modifiers})?{re.escape(head)}{EOW}{_HEAD_END}", re.I)
     found = list(mention.finditer(text))
     chains: list[list[re.Match[str]]] = []
     for match in found:
@@ -342,11 +289,11 @@ def _collapse_mentions(text: str, head: str, changes: list[tuple[str, str]]) -> 
 
 def _class_phrase_first(edits: list[CaptionEdit], text: str, subject: _Subject) -> str:
     phrase, tail = subject.phrase, ""
-    if re.match(rf"{re.escape(phrase)}{_E}", text, re.I):
+    if re.match(rf"{re.escape(phrase)}{EOW}", text, re.I):
         mention_end, moved, hair, expression = len(phrase), False, [], []
     else:
         match = subject.mention.search(text)
-        opener = _OPENER.fullmatch(text[: match.start()]) if match else None
+        opener = OPENER.fullmatch(text[: match.start()]) if match else None
         if match is None or opener is None:
             # Not mentioned, or after words about something else ("a man and a woman"): prepend the phrase.
             if not text:
@@ -358,7 +305,7 @@ def _class_phrase_first(edits: list[CaptionEdit], text: str, subject: _Subject) 
         style = (opener["style"] or "").strip()
         tail = " ".join(filter(None, [style, _tail_kind(opener["kind"], style)]))
     rest = text[mention_end:]
-    relative = _RELATIVE.match(rest)
+    relative = RELATIVE.match(rest)
     if relative:  # "a woman that is sitting" -> "a woman sitting"; "a woman that has a hat" -> "a woman with a hat"
         rest = (" with " if relative["has"] else " ") + rest[relative.end() :]
     new_text = tidy(_rebuild(phrase, hair, expression, rest) + (", " + tail if tail else ""))
@@ -401,12 +348,12 @@ def _without_common_end(before: str, after: str) -> tuple[str, str]:
 def _kept_modifiers(mods: str) -> tuple[list[str], list[str]]:
     """Hair colours and expressions among a mention's adjectives (the identity ones are dropped)."""
     hair, expression = [], []
-    for mod in re.findall(rf"{_W}{_MOD}{_E}", mods or "", re.I):
+    for mod in re.findall(rf"{BOW}{MOD}{EOW}", mods or "", re.I):
         lower = " ".join(mod.lower().split())
-        if re.fullmatch(_HAIR, lower):
+        if re.fullmatch(HAIR, lower):
             colour = re.sub(r"(?:-|\s+)?haired$", "", lower)
-            hair.append(_HAIR_WORD.get(colour, colour))
-        elif lower in _EXPRESSION:
+            hair.append(HAIR_WORD.get(colour, colour))
+        elif lower in EXPRESSION:
             expression.append(lower)
     return hair, expression
 
@@ -416,23 +363,23 @@ def _tail_kind(kind: str | None, style: str | None) -> str:
     if not kind:
         return ""
     kind = " ".join(kind.lower().split())
-    return kind if style or re.match(_KIND_ART, kind) else ""
+    return kind if style or re.match(KIND_ART, kind) else ""
 
 
 # --- comma phrases ----------------------------------------------------------------------------------------------
 
-_PHRASE_STARTS = _words("wearing holding sitting standing smiling laughing looking posing lying laying leaning walking")
+_PHRASE_STARTS = words("wearing holding sitting standing smiling laughing looking posing lying laying leaning walking")
 
 
 def _comma_phrases(text: str, phrase: str) -> str:
     """ "a woman with long hair sitting on a bench" -> "a woman, with long hair, sitting on a bench"."""
-    if not re.match(rf"{re.escape(phrase)}{_E}", text, re.I) or len(text) == len(phrase):
+    if not re.match(rf"{re.escape(phrase)}{EOW}", text, re.I) or len(text) == len(phrase):
         return text
     # "a woman is sitting" -> "a woman, sitting": the form lists what is true of her, without verbs.
     rest = re.sub(r"^\s+(?:is|are)\s+(?=\w+ing\b)", " ", text[len(phrase) :], flags=re.I)
     if rest[0] == " " and not re.match(r"\s+(?:is|are|was|were|has|have)\b", rest, re.I):
         rest = "," + rest
     # A comma before each participle phrase, unless it is the verb's own ("is smiling").
-    starts = _alt(_PHRASE_STARTS)
-    rest = re.sub(rf"(?<=[\w')])(?<!\bis)(?<!\bare)(?<!\band)\s+(?=(?:{starts}){_E})", ", ", rest, flags=re.I)
+    starts = alternation(_PHRASE_STARTS)
+    rest = re.sub(rf"(?<=[\w')])(?<!\bis)(?<!\bare)(?<!\band)\s+(?=(?:{starts}){EOW})", ", ", rest, flags=re.I)
     return tidy(text[: len(phrase)] + rest)

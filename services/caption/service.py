@@ -1,7 +1,9 @@
-"""How the caption service starts: its settings, its model, and its gRPC registration."""
+"""How the caption service starts: its settings, its captioner, and its gRPC registration."""
 
 from __future__ import annotations
 
+from services.caption.captioning import BatchingSettings, Captioner, CaptionMetrics
+from services.caption.servicer import CaptionServicer
 from services.common.errors import InvalidArgument
 from services.common.model_pool import ModelPool
 from services.common.runtime import ServiceContext, ServiceDefinition, ServiceParts
@@ -12,16 +14,24 @@ __all__ = ["DEFINITION"]
 
 
 def build(context: ServiceContext) -> ServiceParts:
-    # TISTUDIO_CAPTION_MODEL: the BLIP captioner every replica loads before it turns SERVING.
+    # TISTUDIO_CAPTION_MODEL: the BLIP captioner every replica loads before it turns SERVING; requests may name
+    # other BLIP models, which load on first use.
     model = EnvReader(context.env).text("TISTUDIO_CAPTION_MODEL")
     if model is None:
         raise InvalidArgument(
             "TISTUDIO_CAPTION_MODEL is not set; set it to a BLIP captioning model reference, e.g. a local copy of "
             "Salesforce/blip-image-captioning-base or models/tiny-blip"
         )
-    models = ModelPool(context.store, context.runtime.cache_dir, env=context.env)
-    # The RPCs arrive with the caption issue; until then the generated servicer answers UNIMPLEMENTED.
-    servicer = caption_pb2_grpc.CaptionServiceServicer()
+    models = ModelPool(context.store, context.runtime.cache_dir, device=context.runtime.device, env=context.env)
+    metrics = CaptionMetrics(context.registry)
+    captioner = Captioner(
+        models.blip,
+        model,
+        batching=BatchingSettings.from_env(context.env),
+        metrics=metrics,
+        device=context.runtime.device,
+    )
+    servicer = CaptionServicer(context.store, captioner, metrics)
     return ServiceParts(
         register=lambda server: caption_pb2_grpc.add_CaptionServiceServicer_to_server(servicer, server),
         load=lambda: models.blip(model),

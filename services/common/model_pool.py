@@ -44,6 +44,10 @@ class ModelPool:
         self._key_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._lock = threading.Lock()
 
+    @property
+    def device(self) -> str:
+        return self._device
+
     def stable_diffusion(self, reference: str, config: str = "") -> StableDiffusionComponents:
         """The SD components of `reference` (config: the component configs of a single-file checkpoint)."""
         key = ("sd", reference, config)
@@ -92,7 +96,7 @@ def stable_diffusion_pool(context: ServiceContext) -> tuple[ModelPool, Callable[
     TISTUDIO_SD_MODEL names a base model to load before the service turns SERVING, so the first request does
     not wait for it; requests may name other models, which load on demand.
     """
-    models = ModelPool(context.store, context.runtime.cache_dir, env=context.env)
+    models = ModelPool(context.store, context.runtime.cache_dir, device=context.runtime.device, env=context.env)
     default_model = EnvReader(context.env).text("TISTUDIO_SD_MODEL")
 
     def preload() -> None:

@@ -47,6 +47,7 @@ class RuntimeSettings:
     store_url: str  # TISTUDIO_STORE_URL: "file:///dir" or "s3://bucket/prefix" (S3 settings: see storage.url)
     cache_dir: Path  # TISTUDIO_CACHE_DIR: downloaded models and hash caches (default ~/.cache/tistudio)
     ready_file: Path | None  # TISTUDIO_READY_FILE: JSON with the bound ports, written once listening (for `up`)
+    device: str = "cpu"  # TISTUDIO_DEVICE: "cpu", "cuda", "cuda:1", or "auto" (the default: cuda when present)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> RuntimeSettings:
@@ -62,7 +63,28 @@ class RuntimeSettings:
             store_url=store_url,
             cache_dir=Path(read.text("TISTUDIO_CACHE_DIR") or Path.home() / ".cache" / "tistudio"),
             ready_file=Path(ready) if ready else None,
+            device=_device(read.text("TISTUDIO_DEVICE") or "auto"),
         )
+
+
+def _device(name: str) -> str:
+    import torch  # here, not at import time: settings are read by processes that never touch a model
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InvalidArgument(
+            f"TISTUDIO_DEVICE={name!r} is not a device; use auto, cpu, cuda or cuda:<index>",
+            field="TISTUDIO_DEVICE",
+        ) from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgument(
+            f"TISTUDIO_DEVICE={name!r} but this machine has no usable CUDA GPU; use cpu or auto",
+            field="TISTUDIO_DEVICE",
+        )
+    return name
 
 
 @dataclass(frozen=True)

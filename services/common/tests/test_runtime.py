@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.errors import InvalidArgument
-from services.common.runtime import ServiceDefinition, ServiceParts, serve, start_service
+from services.common.runtime import RuntimeSettings, ServiceDefinition, ServiceParts, serve, start_service
 from services.common.storage import StoreUnavailable
 from services.common.tests import echo
 
@@ -91,3 +91,22 @@ def test_missing_store_url_is_a_clear_error(tmp_path):
     del env["TISTUDIO_STORE_URL"]
     with pytest.raises(InvalidArgument, match="TISTUDIO_STORE_URL is not set"):
         start_service(_definition(lambda: None), env)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, "cpu"), ("auto", "cpu"), ("cpu", "cpu")])
+def test_device_defaults_to_cuda_only_where_there_is_one(tmp_path, value, expected, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    env = _env(tmp_path) if value is None else _env(tmp_path, TISTUDIO_DEVICE=value)
+    assert RuntimeSettings.from_env(env).device == expected
+
+
+@pytest.mark.parametrize("value", ["cuda", "gpu0"])
+def test_an_unusable_device_is_a_clear_error(tmp_path, value, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InvalidArgument, match="TISTUDIO_DEVICE") as caught:
+        RuntimeSettings.from_env(_env(tmp_path, TISTUDIO_DEVICE=value))
+    assert "cpu" in str(caught.value)
