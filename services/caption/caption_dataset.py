@@ -122,23 +122,8 @@ def _caption_chunk(
             continue
         to_caption.append(pending)
 
-    images, decodable = [], []
-    for pending in to_caption:
-        try:
-            decoded = decode_image(
-                store.get(pending.item.image_key), name=pending.item.image_key, limits=DecodeLimits()
-            )
-        except (ImageRejected, ObjectNotFound) as exc:
-            events[pending.item.image_key] = _failed(pending, exc)
-            continue
-        images.append(decoded.rgb)
-        decodable.append(pending)
-    captions = describe(captioner, images, settings)
-    fresh = []
-    for pending, caption in zip(decodable, captions, strict=True):
-        after = _combine(policy, caption.caption, pending.existing)
-        entry = LedgerEntry(pending.item.etag, recipe, pending.existing, after, caption.raw, caption.edits)
-        fresh.append((pending, entry))
+    fresh, failed = _caption_new(store, to_caption, settings, policy, recipe, captioner)
+    events.update(failed)
 
     writes = redo + fresh
     if fresh:
@@ -147,6 +132,31 @@ def _caption_chunk(
         store.put(pending.caption_key, entry.after.encode("utf-8"), content_type="text/plain")
         events[pending.item.image_key] = _event(pending, CaptionAction.WRITTEN, entry)
     return [events[item.image_key] for item in chunk]
+
+
+def _caption_new(
+    store: Store,
+    pending: list[_Pending],
+    settings: CaptionSettings,
+    policy: CaptionPolicy,
+    recipe: str,
+    captioner: Captioner,
+) -> tuple[list[tuple[_Pending, LedgerEntry]], dict[str, CaptionedImage]]:
+    """Caption the images that need it in one call; an image that cannot be decoded fails alone."""
+    images, decodable, failed = [], [], {}
+    for item in pending:
+        try:
+            data = store.get(item.item.image_key)
+            images.append(decode_image(data, name=item.item.image_key, limits=DecodeLimits()).rgb)
+        except (ImageRejected, ObjectNotFound) as exc:
+            failed[item.item.image_key] = _failed(item, exc)
+            continue
+        decodable.append(item)
+    fresh = []
+    for item, caption in zip(decodable, describe(captioner, images, settings), strict=True):
+        after = _combine(policy, caption.caption, item.existing)
+        fresh.append((item, LedgerEntry(item.item.etag, recipe, item.existing, after, caption.raw, caption.edits)))
+    return fresh, failed
 
 
 def _combine(policy: CaptionPolicy, new: str, existing: str | None) -> str:

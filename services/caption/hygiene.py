@@ -377,6 +377,8 @@ def _comma_phrases(text: str, phrase: str) -> str:
         return text
     # "a woman is sitting" -> "a woman, sitting": the form lists what is true of her, without verbs.
     rest = re.sub(r"^\s+(?:is|are)\s+(?=\w+ing\b)", " ", text[len(phrase) :], flags=re.I)
+    # "a woman? ..." / "a woman. ..." (stray punctuation BLIP leaves): the form's comma replaces it.
+    rest = re.sub(r"^[\s.;:!?]*[.;:!?]\s*", " ", rest)
     if rest[0] == " " and not re.match(r"\s+(?:is|are|was|were|has|have)\b", rest, re.I):
         rest = "," + rest
     # A comma before each participle phrase, unless it is the verb's own ("is smiling").

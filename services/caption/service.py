@@ -34,7 +34,8 @@ def build(context: ServiceContext) -> ServiceParts:
     servicer = CaptionServicer(context.store, captioner, metrics)
     return ServiceParts(
         register=lambda server: caption_pb2_grpc.add_CaptionServiceServicer_to_server(servicer, server),
-        load=lambda: models.blip(model),
+        # Load and place the default captioner before SERVING, so the first request does not wait for it.
+        load=lambda: captioner.blip(model),
     )
 
 

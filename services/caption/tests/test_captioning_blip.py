@@ -20,21 +20,18 @@ from services.common.models.loading import BlipComponents, load_blip
 SHORT = GenerationSettings(min_length=4, max_length=12)
 
 
-def image_sensitive(components: BlipComponents) -> BlipComponents:
-    generator = torch.Generator().manual_seed(0)
+def blind(components: BlipComponents) -> BlipComponents:
+    """The same model with its cross-attention zeroed: it no longer sees the image, so every caption is the same."""
     with torch.no_grad():
-        for parameter in components.model.vision_model.parameters():
-            if parameter.dim() > 1:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
         for layer in components.model.text_decoder.bert.encoder.layer:
-            for weight in (layer.crossattention.self.value.weight, layer.crossattention.output.dense.weight):
-                weight.copy_(torch.randn(weight.shape, generator=generator) * 0.2)
+            layer.crossattention.self.value.weight.zero_()
     return components
 
 
 def load_tiny_blip(path, cache_dir, *, sensitive: bool = True) -> BlipComponents:
+    """The tiny BLIP (whose captions depend on the image), or a blind copy of it."""
     components = load_blip(resolve_model(str(path), cache_dir=cache_dir))
-    return image_sensitive(components) if sensitive else components
+    return components if sensitive else blind(components)
 
 
 def sample_images(count: int = 4) -> list[Image.Image]:
@@ -114,11 +111,12 @@ def test_a_prefix_starts_the_caption(blip):
     settings = GenerationSettings(prefix="A Photo of", min_length=3, max_length=8)
     captions = blip.caption(sample_images(3), settings)
     # The BERT tokenizer lowercases, so the prefix comes back lowercased.
-    assert all(c.startswith("a photo of ") for c in captions), captions
+    # (A continuation may start with a "##" word piece, which WordPiece joins to "of" without a space.)
+    assert all(c.startswith("a photo of") and len(c) > len("a photo of") for c in captions), captions
     new_ids = blip.new_token_ids(blip.pixel_values(sample_images(3)), settings)
     tokenizer = blip.processor.tokenizer
-    continuations = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in new_ids]
-    assert [c.removeprefix("a photo of").strip() for c in captions] == continuations
+    prompt = tokenizer("a photo of", add_special_tokens=False)["input_ids"]
+    assert [tokenizer.decode(prompt + ids, skip_special_tokens=True).strip() for ids in new_ids] == captions
 
 
 def test_a_prefix_too_long_for_the_decoder_names_max_length(blip):

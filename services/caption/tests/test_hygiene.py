@@ -260,3 +260,16 @@ def test_cleaning_is_idempotent():
         assert (again.caption, again.edits) == (first.caption, ()), opener + subject + rest
         cases += 1
     assert cases == 7 * 8 * 7 * 4
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "a woman? sitting on a bench",
+        "a woman. sitting on a bench",
+        "woman; sitting on a bench",
+    ],
+)
+def test_comma_phrase_form_replaces_stray_punctuation_after_the_class_phrase(raw):
+    settings = HygieneSettings(class_phrase="a woman", comma_phrases=True)
+    assert clean(raw, settings) == "a woman, sitting on a bench"

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # Bump whenever the architecture, vocab, seeds or layout change. The stamp also records a digest of the builder's
 # source and library versions, so a build from edited code is rebuilt even if this was forgotten.
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 STAMP_NAME = "tiny-models.stamp.json"
 _ENTRIES = ("tiny-sd", "tiny-sd.safetensors", "tiny-blip")
 SEED = 0
@@ -211,10 +211,26 @@ def build_tiny_blip(folder: Path, *, image_size: int = 32) -> None:
     )
     torch.manual_seed(SEED + 3)
     model = BlipForConditionalGeneration(config)
+    _make_image_dependent(model)
     image_processor = BlipImageProcessorPil(size={"height": image_size, "width": image_size})
     processor = BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
     model.save_pretrained(folder, safe_serialization=True)
     processor.save_pretrained(folder)
+
+
+def _make_image_dependent(model) -> None:
+    """BLIP's own init (vision std 1e-10, small cross-attention) makes a random model caption every image alike;
+    larger vision and cross-attention weights make its captions depend on the image, as tests need."""
+    import torch
+
+    generator = torch.Generator().manual_seed(SEED + 4)
+    with torch.no_grad():
+        for parameter in model.vision_model.parameters():
+            if parameter.dim() > 1:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+        for layer in model.text_decoder.bert.encoder.layer:
+            for weight in (layer.crossattention.self.value.weight, layer.crossattention.output.dense.weight):
+                weight.copy_(torch.randn(weight.shape, generator=generator) * 0.2)
 
 
 def _normalize_modes(root: Path) -> None:
