@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-slow venv protos protos-check lint models lock clean bench-caption
+.PHONY: demo test test-slow venv protos protos-check lint models lock clean bench-caption bench-train
 
 demo: $(VENV)/.installed models
 	$(PY) -m tistudio_client.demo --models $(MODELS) --out demo-out
@@ -61,6 +61,12 @@ models: $(VENV)/.installed
 # with random weights (built once into .cache/bench). Not part of `make test`. Extra flags: BENCH_CAPTION_ARGS=...
 bench-caption: $(VENV)/.installed
 	$(PY) -m services.caption.bench --json .cache/bench/caption.json $(BENCH_CAPTION_ARGS)
+
+# Trainer samples/s and peak memory: our engine vs a re-implementation of diffusers' textual_inversion.py per-step
+# work on the tiny model (CPU), and an SD1.5-shaped model at 512 px bf16, batch 1/8/32, with MFU where a CUDA GPU is
+# present. Not part of `make test`. Extra flags: BENCH_TRAIN_ARGS=...
+bench-train: $(VENV)/.installed models
+	$(PY) -m services.trainer.bench --json .cache/bench/train.json $(BENCH_TRAIN_ARGS)
 
 # Re-pin every transitive dependency after changing requirements.txt.
 lock: $(VENV)/.installed
