@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -24,13 +23,8 @@ from services.trainer.engine.data import (
     load_image,
 )
 from services.trainer.engine.latents import encode_dataset
-from services.trainer.engine.testing import tiny_components, write_dataset
+from services.trainer.engine.testing import write_dataset
 from services.trainer.templates import CaptionProcessing, PromptSampler, PromptTemplate
-
-
-@pytest.fixture(scope="module")
-def components(tiny_models):
-    return tiny_components(tiny_models["sd"])
 
 
 class CountingVAE(torch.nn.Module):

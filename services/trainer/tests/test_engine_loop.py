@@ -25,13 +25,8 @@ from services.trainer.engine import loop as loop_module
 from services.trainer.engine.embedding_layer import TextConditioner
 from services.trainer.engine.objective import Noised, NoiseSchedule, add_noise, loss_per_sample
 from services.trainer.engine.prompts import PromptTokenizer
-from services.trainer.engine.testing import tiny_components, write_dataset
+from services.trainer.engine.testing import write_dataset
 from services.trainer.schedule import LearnRateSchedule, parse_schedule
-
-
-@pytest.fixture(scope="module")
-def components(tiny_models):
-    return tiny_components(tiny_models["sd"])
 
 
 @pytest.fixture

@@ -13,14 +13,8 @@ from diffusers import DDPMScheduler
 from services.trainer.engine.embedding_layer import TextConditioner
 from services.trainer.engine.objective import NoiseSchedule, add_noise, loss_per_sample
 from services.trainer.engine.prompts import CHUNK_TOKENS, PromptTokenizer, parse_emphasis
-from services.trainer.engine.testing import tiny_components
 
 NAME = "subj3ct"
-
-
-@pytest.fixture(scope="module")
-def components(tiny_models):
-    return tiny_components(tiny_models["sd"])
 
 
 def test_emphasis_parses_as_a1111_documents():

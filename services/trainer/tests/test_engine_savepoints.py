@@ -27,13 +27,8 @@ from services.trainer.engine import (
     load_savepoint,
     read_loss_csv,
 )
-from services.trainer.engine.testing import tiny_components, write_dataset
+from services.trainer.engine.testing import write_dataset
 from services.trainer.schedule import LearnRateSchedule
-
-
-@pytest.fixture(scope="module")
-def components(tiny_models):
-    return tiny_components(tiny_models["sd"])
 
 
 class RecordingStore(LocalStore):

@@ -17,13 +17,7 @@ from services.trainer.engine import (
     suggest_name,
     validate_name,
 )
-from services.trainer.engine.testing import tiny_components
 from services.trainer.templates import BUILTIN_TEMPLATES
-
-
-@pytest.fixture(scope="module")
-def components(tiny_models):
-    return tiny_components(tiny_models["sd"])
 
 
 def _spec(**changes) -> TrainingSpec:
