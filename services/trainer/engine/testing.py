@@ -2,6 +2,7 @@
 
 components = tiny_components(tiny_models["sd"])        # cached per path for the process: treat as read-only
 keys = write_dataset(store, "ds/", 4)                    # 4 seeded 48 px PNGs with <stem>.txt captions
+spec = tiny_spec(max_steps=4, flip=True)                 # a short run on that dataset at 32 px
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from PIL import Image
 
 from services.common.storage import Store
 
-__all__ = ["png_bytes", "tiny_components", "write_dataset"]
+__all__ = ["png_bytes", "tiny_components", "tiny_spec", "write_dataset"]
 
 CAPTIONS = (
     "a woman, red hat, smiling",
@@ -35,6 +36,23 @@ def tiny_components(path: str | Path) -> Any:
     from services.common.models.loading import load_stable_diffusion
 
     return load_stable_diffusion(resolve_model(str(path)))
+
+
+def tiny_spec(**changes: Any) -> Any:
+    """A short run on `write_dataset(store, "ds/", ...)` at 32 px: 6 steps of batch 2 at a constant 0.01."""
+    from services.trainer.engine.spec import TrainingSpec
+
+    base = dict(
+        model="tiny",
+        embedding_key="",
+        dataset="ds/",
+        width=32,
+        height=32,
+        batch_size=2,
+        max_steps=6,
+        learning_rate="0.01",
+    )
+    return TrainingSpec(**(base | changes))
 
 
 def png_bytes(array: np.ndarray) -> bytes:

@@ -20,29 +20,25 @@ from services.trainer.engine import (
     load_savepoint,
     weight_dtype,
 )
-from services.trainer.engine.testing import write_dataset
+from services.trainer.engine.testing import tiny_spec, write_dataset
 
 pytestmark = pytest.mark.gpu
 
 
 def _spec(**changes) -> TrainingSpec:
-    base = dict(
-        model="tiny",
-        embedding_key="",
-        dataset="ds/",
-        width=32,
-        height=32,
-        batch_size=2,
-        max_steps=6,
-        learning_rate="0.01",
-        save_every_steps=3,
-        log_every_steps=3,
-        latent_sampling="random",
-        flip=True,
-        gradient_clipping="norm",
-        gradient_clip="1.0",
+    return tiny_spec(
+        **(
+            dict(
+                save_every_steps=3,
+                log_every_steps=3,
+                latent_sampling="random",
+                flip=True,
+                gradient_clipping="norm",
+                gradient_clip="1.0",
+            )
+            | changes
+        )
     )
-    return TrainingSpec(**(base | changes))
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -25,7 +25,7 @@ from services.trainer.engine import loop as loop_module
 from services.trainer.engine.embedding_layer import TextConditioner
 from services.trainer.engine.objective import Noised, NoiseSchedule, add_noise, loss_per_sample
 from services.trainer.engine.prompts import PromptTokenizer
-from services.trainer.engine.testing import write_dataset
+from services.trainer.engine.testing import tiny_spec, write_dataset
 from services.trainer.schedule import LearnRateSchedule, parse_schedule
 
 
@@ -37,20 +37,7 @@ def store(tmp_path):
 
 
 def _spec(**changes) -> TrainingSpec:
-    base = dict(
-        model="tiny",
-        embedding_key="",
-        dataset="ds/",
-        width=32,
-        height=32,
-        batch_size=2,
-        max_steps=6,
-        learning_rate="0.01",
-        template="photo_filewords",
-        save_every_steps=0,
-        log_every_steps=2,
-    )
-    return TrainingSpec(**(base | changes))
+    return tiny_spec(**(dict(template="photo_filewords", save_every_steps=0, log_every_steps=2) | changes))
 
 
 def _session(components, store, spec, **kwargs) -> TrainingSession:
