@@ -26,7 +26,7 @@ from services.trainer.engine.events import (
     TrainingOutOfMemory,
 )
 from services.trainer.engine.init import create_embedding, suggest_name, validate_name
-from services.trainer.engine.loop import TrainingSession
+from services.trainer.engine.loop import TrainingSession, derived_seed
 from services.trainer.engine.precision import load_components, resolve_precision, weight_dtype
 from services.trainer.engine.savepoints import (
     LossRow,
@@ -55,6 +55,7 @@ __all__ = [
     "TrainingEvents",
     "TrainingOutOfMemory",
     "TrainingSession",
+    "derived_seed",
     "TrainingSpec",
     "TrainingState",
     "create_embedding",

@@ -190,7 +190,7 @@ class TrainingSession:
                     )
                 )
         filewords = tuple(images.filewords[i] for i in encoded.kept)
-        sampler = PromptSampler(spec.prompt_template, spec.caption_processing, _derived_seed(spec.seed, "prompts"))
+        sampler = PromptSampler(spec.prompt_template, spec.caption_processing, derived_seed(spec.seed, "prompts"))
         prompts = PromptSource(sampler, embedding.name, filewords)  # fixed prompts are drawn here, from the seed
         if state is not None:
             sampler.set_state(state.prompt_rng)
@@ -206,7 +206,7 @@ class TrainingSession:
             fused=True if precision.is_cuda else None,
         )
         scaler = torch.amp.GradScaler("cuda") if precision.use_scaler else None
-        generator = torch.Generator(precision.device).manual_seed(_derived_seed(spec.seed, "run"))
+        generator = torch.Generator(precision.device).manual_seed(derived_seed(spec.seed, "run"))
         if state is not None:
             optimizer.load_state_dict(state.optimizer)
             if scaler is not None and state.scaler:
@@ -214,7 +214,7 @@ class TrainingSession:
             if state.generator_device == precision.device.type:
                 generator.set_state(state.generator)
             else:
-                generator.manual_seed(_derived_seed(spec.seed, f"run@{start_step}"))
+                generator.manual_seed(derived_seed(spec.seed, f"run@{start_step}"))
                 notes.append(
                     Diagnostic(
                         Severity.INFO,
@@ -612,7 +612,8 @@ def _check_resume(spec: TrainingSpec, state: TrainingState, components: Any) -> 
         )
 
 
-def _derived_seed(seed: int, purpose: str) -> int:
+def derived_seed(seed: int, purpose: str) -> int:
+    """An independent seed per purpose ("prompts", "run", ...), so that the plan's example prompts are the run's."""
     digest = hashlib.sha256(f"tistudio:{purpose}:{seed}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
