@@ -21,7 +21,7 @@ from services.caption.captioning import Captioner, CaptionMetrics
 from services.caption.describe import CaptionSettings, describe
 from services.caption.events import CaptionAction, CaptionDatasetSummary, CaptionedImage, Progress
 from services.caption.images import DecodeLimits, ImageRejected, decode_image
-from services.common.datasets import DatasetItem, caption_key_for, list_dataset
+from services.common.datasets import DatasetItem, caption_key_for, list_dataset, read_caption
 from services.common.diagnostics import Diagnostic, Severity
 from services.common.iterables import batched
 from services.common.records import plain_record
@@ -108,7 +108,7 @@ def _caption_chunk(
     to_caption: list[_Pending] = []
     redo: list[tuple[_Pending, LedgerEntry]] = []
     for item in chunk:
-        pending = _Pending(item, caption_key_for(item.image_key), _read_caption(store, item))
+        pending = _Pending(item, caption_key_for(item.image_key), read_caption(store, item) or None)
         entry = ledger.get(item.image_key)
         if entry is not None and entry.image_etag == item.etag and entry.recipe == recipe:
             if pending.existing == entry.after.strip():
@@ -164,16 +164,6 @@ def _combine(policy: CaptionPolicy, new: str, existing: str | None) -> str:
         return new
     combined = f"{new} {existing}" if policy is CaptionPolicy.PREPEND else f"{existing} {new}"
     return combined.strip()
-
-
-def _read_caption(store: Store, item: DatasetItem) -> str | None:
-    if item.caption_key is None:
-        return None
-    try:
-        text = store.get(item.caption_key).decode("utf-8-sig", errors="replace").strip()
-    except ObjectNotFound:
-        return None
-    return text or None
 
 
 def _event(pending: _Pending, action: CaptionAction, entry: LedgerEntry | None = None) -> CaptionedImage:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from services.caption.images import DecodeLimits, ImageRejected, decode_image
 from services.caption.lint import LintItem, LintReport, LintSettings, lint_dataset
-from services.common.datasets import DatasetItem, list_dataset
+from services.common.datasets import DatasetItem, list_dataset, read_caption
 from services.common.storage import ObjectNotFound, Store
 from services.common.text import ClipTokenCounter
 
@@ -48,7 +48,7 @@ def lint_stored_dataset(
 
 
 def _lint_item(store: Store, item: DatasetItem) -> LintItem | None:
-    caption = _caption(store, item)
+    caption = read_caption(store, item)
     try:
         decoded = decode_image(store.get(item.image_key), name=item.image_key, limits=DecodeLimits())
     except ImageRejected as rejected:
@@ -63,12 +63,3 @@ def _lint_item(store: Store, item: DatasetItem) -> LintItem | None:
         image = image.copy()
         image.thumbnail((_THUMBNAIL_SIDE, _THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
     return LintItem(key=item.image_key, image=image, unreadable=None, caption=caption, original_size=original_size)
-
-
-def _caption(store: Store, item: DatasetItem) -> str | None:
-    if item.caption_key is None:
-        return None
-    try:
-        return store.get(item.caption_key).decode("utf-8-sig", errors="replace").strip()
-    except ObjectNotFound:
-        return None

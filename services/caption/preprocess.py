@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from services.caption.captioning import Captioner, CaptionMetrics
 from services.caption.describe import describe
 from services.caption.events import ImageOutcome, PreprocessSummary, Progress
-from services.caption.images import ImageRejected, decode_image, encode_png, process_image
+from services.caption.images import ImageRejected, check_file_size, decode_image, encode_png, process_image
 from services.caption.prepared import PreparedImage, read_existing_caption
 from services.caption.preprocess_settings import ExistingCaptionAction, PreprocessSettings
 from services.common.datasets import ALPHA_SUFFIX, CAPTION_EXTENSION, DatasetItem, dataset_folder, list_source_files
@@ -147,8 +147,8 @@ def _output_stems(sources: list[DatasetItem] | tuple[DatasetItem, ...], source_f
 def _prepare(store: Store, item: DatasetItem, stem: str, settings: PreprocessSettings) -> PreparedImage:
     prepared = PreparedImage(source_key=item.image_key, stem=stem)
     try:
-        if item.size > settings.limits.max_file_bytes:  # refuse from the listing, before reading it into memory
-            raise ImageRejected(_too_large(item, settings.limits.max_file_bytes))
+        # From the listing, before reading the object into memory.
+        check_file_size(item.size, name=item.image_key, limits=settings.limits)
         data = store.get(item.image_key)
         decoded = decode_image(data, name=item.image_key, limits=settings.limits)
         prepared.images, notes = process_image(decoded, settings.geometry)
@@ -170,17 +170,6 @@ def _prepare(store: Store, item: DatasetItem, stem: str, settings: PreprocessSet
         if note is not None:
             prepared.notes.append(note)
     return prepared
-
-
-def _too_large(item: DatasetItem, limit: int) -> Diagnostic:
-    return Diagnostic(
-        Severity.ERROR,
-        "FILE_TOO_LARGE",
-        f"{item.image_key} is {item.size / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit",
-        "downscale or re-encode it (a training image needs no more than a few megapixels), or raise "
-        "options.max_file_bytes",
-        field="options.max_file_bytes",
-    )
 
 
 def _caption_chunk(prepared: list[PreparedImage], settings: PreprocessSettings, captioner: Captioner | None) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from services.common.storage import ObjectInfo, Store, validate_prefix
+from services.common.storage import ObjectInfo, ObjectNotFound, Store, validate_prefix
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -28,6 +28,7 @@ __all__ = [
     "caption_key_for",
     "alpha_key_for",
     "key_stem",
+    "read_caption",
 ]
 
 # Extensions a training dataset's images may have (lower-cased); anything else is not part of the dataset.
@@ -122,3 +123,14 @@ def list_source_files(store: Store, prefix: str, *, field: str = "source.key") -
     keys = {info.key for info in infos}
     candidates = [info for info in infos if not info.key.lower().endswith(_SIDECAR_EXTENSIONS)]
     return Dataset(prefix=folder, items=tuple(_items(candidates, keys, with_alpha=False)))
+
+
+def read_caption(store: Store, item: DatasetItem) -> str | None:
+    """The item's caption, stripped ("" for an empty file); None when it has no caption file (or it just vanished).
+    Undecodable bytes become U+FFFD rather than failing: a caption is advice to the model, not data to refuse."""
+    if item.caption_key is None:
+        return None
+    try:
+        return store.get(item.caption_key).decode("utf-8-sig", errors="replace").strip()
+    except ObjectNotFound:
+        return None

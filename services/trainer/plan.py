@@ -31,7 +31,7 @@ from services.trainer.engine.data import BatchPlan, PromptSource, TrainingImages
 from services.trainer.engine.init import validate_name
 from services.trainer.engine.spec import TrainingSpec
 from services.trainer.recipes import RECIPES, collect_spec, full_cycle, resolve_preview_every_steps
-from services.trainer.schedule import LearnRateSchedule, parse_schedule
+from services.trainer.schedule import LearnRateSchedule
 from services.trainer.templates import PromptSampler
 
 __all__ = ["PlanSegment", "TrainingPlan", "family_size", "plan_request", "plan_training", "require_ok"]
@@ -267,14 +267,7 @@ def _batch_checks(spec: TrainingSpec, images: int, found: list[Diagnostic]) -> i
 
 def _schedule(spec: TrainingSpec, start: int, found: list[Diagnostic]) -> tuple[PlanSegment, ...]:
     try:
-        schedule = parse_schedule(
-            spec.lr_scheduler,
-            spec.learning_rate,
-            spec.max_steps,
-            warmup_steps=spec.warmup_steps,
-            start_step=start,
-            cycles=spec.lr_cycles,
-        )
+        schedule = spec.learning_rate_schedule(start)
     except InvalidArgument as e:
         nothing = e.reason == "NOTHING_TO_TRAIN"
         found.append(

@@ -13,6 +13,7 @@ from services.caption.images.decode import (
     DecodedImage,
     DecodeLimits,
     ImageRejected,
+    check_file_size,
     decode_image,
 )
 from services.caption.images.encode import encode_png
@@ -40,6 +41,7 @@ __all__ = [
     "ImageRejected",
     "ProcessedImage",
     "center_box",
+    "check_file_size",
     "decode_image",
     "encode_png",
     "focal_box",

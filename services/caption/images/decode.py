@@ -19,7 +19,15 @@ from PIL import Image
 
 from services.common.diagnostics import Diagnostic, Severity
 
-__all__ = ["ALLOWED_FORMATS", "DEFAULT_LIMITS", "DecodeLimits", "DecodedImage", "ImageRejected", "decode_image"]
+__all__ = [
+    "ALLOWED_FORMATS",
+    "DEFAULT_LIMITS",
+    "DecodeLimits",
+    "DecodedImage",
+    "ImageRejected",
+    "check_file_size",
+    "decode_image",
+]
 
 log = logging.getLogger(__name__)
 
@@ -279,16 +287,21 @@ def _to_rgb(image: Image.Image, name: str) -> tuple[Image.Image, Image.Image | N
         ) from err
 
 
+def check_file_size(size: int, *, name: str, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
+    """Raise ImageRejected(FILE_TOO_LARGE) for a file over the byte cap; callers with a listing check before reading."""
+    if size > limits.max_file_bytes:
+        raise _reject(
+            "FILE_TOO_LARGE",
+            f"{name}: {size / 2**20:.1f} MiB is over the limit of {limits.max_file_bytes / 2**20:.1f} MiB",
+            "Downscale it or save it as JPEG (quality 95); training uses a few hundred pixels per side.",
+        )
+
+
 def decode_image(data: bytes, *, name: str, limits: DecodeLimits = DEFAULT_LIMITS) -> DecodedImage:
     """Decode untrusted bytes to RGB (+ alpha); raises ImageRejected with a diagnostic that names `name`."""
     if not data:
         raise _reject("EMPTY_FILE", f"{name}: the file is empty (0 bytes)", "Upload the image again.")
-    if len(data) > limits.max_file_bytes:
-        raise _reject(
-            "FILE_TOO_LARGE",
-            f"{name}: {len(data) / 2**20:.1f} MiB is over the limit of {limits.max_file_bytes / 2**20:.1f} MiB",
-            "Downscale it or save it as JPEG (quality 95); training uses a few hundred pixels per side.",
-        )
+    check_file_size(len(data), name=name, limits=limits)
     image, warned = _open_header(data, name, limits)
     width, height = image.size
     if width * height > limits.max_pixels:

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from services.caption.images import ImageRejected, decode_image
-from services.common.datasets import DatasetItem, list_dataset
+from services.common.datasets import DatasetItem, list_dataset, read_caption
 from services.common.diagnostics import Diagnostic, Severity
 from services.common.errors import InvalidArgument
 from services.common.storage import Store
@@ -74,10 +74,8 @@ def list_training_images(store: Store, prefix: str) -> TrainingImages:
     filewords = []
     notes = []
     for item in dataset.items:
-        caption = None
-        if item.caption_key is not None:
-            caption = store.get(item.caption_key).decode("utf-8", errors="replace")
-        else:
+        caption = read_caption(store, item)
+        if caption is None:
             notes.append(
                 Diagnostic(
                     Severity.INFO,

@@ -66,7 +66,7 @@ from services.trainer.engine.savepoints import (
     write_savepoint,
 )
 from services.trainer.engine.spec import TrainingSpec
-from services.trainer.schedule import LearnRateSchedule, parse_schedule
+from services.trainer.schedule import LearnRateSchedule
 from services.trainer.templates import PromptSampler
 
 __all__ = ["TrainingSession", "clip_gradient"]
@@ -135,17 +135,8 @@ class TrainingSession:
             _check_resume(spec, state, components)
         _check_embedding(embedding, components, spec)
         start_step = state.step if state is not None else (embedding.step or 0)
-        lr_schedule = parse_schedule(
-            spec.lr_scheduler,
-            spec.learning_rate,
-            spec.max_steps,
-            warmup_steps=spec.warmup_steps,
-            start_step=start_step,
-            cycles=spec.lr_cycles,
-        )
-        clip_schedule = None
-        if spec.gradient_clipping != "none":
-            clip_schedule = LearnRateSchedule.parse(spec.gradient_clip, spec.max_steps, field="spec.gradient_clip")
+        lr_schedule = spec.learning_rate_schedule(start_step)
+        clip_schedule = spec.clip_schedule()
         place_components(components, precision)
 
         images = list_training_images(store, spec.dataset)

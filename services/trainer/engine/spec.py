@@ -16,7 +16,7 @@ from typing import Any
 from services.common.embeddings import EmbeddingFormat
 from services.common.errors import InvalidArgument
 from services.common.records import plain_record
-from services.trainer.schedule import LearnRateSchedule, parse_schedule
+from services.trainer.schedule import LearnRateSchedule, WarmupSchedule, parse_schedule
 from services.trainer.templates import BUILTIN_TEMPLATES, CaptionProcessing, PromptTemplate
 
 __all__ = [
@@ -127,15 +127,25 @@ class TrainingSpec:
                 raise InvalidArgument(f"{name} must be true or false", field=f"spec.{name}")
         CaptionProcessing(self.shuffle_tags, self.keep_tags, self.tag_dropout)  # raises on bad values
         # The schedules are parsed here so a typo is refused before any model is loaded.
-        parse_schedule(
+        self.learning_rate_schedule()
+        self.clip_schedule()
+
+    def learning_rate_schedule(self, start_step: int = 0) -> LearnRateSchedule | WarmupSchedule:
+        """The learning-rate schedule of a run that starts (or resumes) at `start_step`."""
+        return parse_schedule(
             self.lr_scheduler,
             self.learning_rate,
             self.max_steps,
             warmup_steps=self.warmup_steps,
+            start_step=start_step,
             cycles=self.lr_cycles,
         )
-        if self.gradient_clipping != "none":
-            LearnRateSchedule.parse(self.gradient_clip, self.max_steps, field="spec.gradient_clip")
+
+    def clip_schedule(self) -> LearnRateSchedule | None:
+        """The gradient-clip value (itself an A1111 schedule), or None when clipping is off."""
+        if self.gradient_clipping == "none":
+            return None
+        return LearnRateSchedule.parse(self.gradient_clip, self.max_steps, field="spec.gradient_clip")
 
     @property
     def prompt_template(self) -> PromptTemplate:

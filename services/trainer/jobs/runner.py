@@ -152,11 +152,7 @@ class JobRunner:
             if record.state is JobState.QUEUED:
                 self._queue.remove(job_id)
                 return self._transition(job_id, JobState.PAUSED)
-            check_transition(job_id, record.state, JobState.PAUSED)
-            if job_id not in self._running:  # RUNNING in the store, run by no thread (before recover, after shutdown)
-                return self._transition(job_id, JobState.PAUSED)
-            self._running[job_id].request("pause", "paused by request")
-            return record
+            return self._stop_running(record, JobState.PAUSED, "pause", "paused by request")
 
     def resume(self, job_id: str) -> JobRecord:
         """A paused job goes back to the queue; a job not yet paused keeps running (its pause request is dropped)."""
@@ -183,11 +179,17 @@ class JobRunner:
                 if job_id in self._queue:
                     self._queue.remove(job_id)
                 return self._transition(job_id, JobState.CANCELLED)
-            check_transition(job_id, record.state, JobState.CANCELLED)
-            if job_id not in self._running:  # RUNNING in the store, run by no thread (before recover, after shutdown)
-                return self._transition(job_id, JobState.CANCELLED)
-            self._running[job_id].request("cancel", "cancelled by request")
-            return record
+            return self._stop_running(record, JobState.CANCELLED, "cancel", "cancelled by request")
+
+    def _stop_running(self, record: JobRecord, target: JobState, kind: str, reason: str) -> JobRecord:
+        """Ask the thread running `record` to stop (it reaches `target` when it has). Called with the lock held."""
+        check_transition(record.job_id, record.state, target)
+        if (
+            record.job_id not in self._running
+        ):  # RUNNING in the store, run by no thread (before recover, after shutdown)
+            return self._transition(record.job_id, target)
+        self._running[record.job_id].request(kind, reason)
+        return record
 
     def watch(self, job_id: str, after: int = 0, *, timeout: float | None = None) -> Iterator[JobEvent]:
         self.jobs.get(job_id)  # NotFound before the stream starts

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from services.common.storage import LocalStore
-from services.trainer.engine import TrainingSession, TrainingSpec, create_embedding
+from services.trainer.engine import TrainingSession, create_embedding
 from services.trainer.engine.data import (
     BatchPlan,
     DataCursor,
@@ -23,7 +23,7 @@ from services.trainer.engine.data import (
     load_image,
 )
 from services.trainer.engine.latents import encode_dataset
-from services.trainer.engine.testing import write_dataset
+from services.trainer.engine.testing import tiny_spec, write_dataset
 from services.trainer.templates import CaptionProcessing, PromptSampler, PromptTemplate
 
 
@@ -170,19 +170,7 @@ def test_the_vae_runs_once_per_image_and_once_per_flipped_image(components, tmp_
     assert torch.equal(latents[1], encoded.latents.samples[0, 1])
 
     # A whole run: prepare encodes, then 6 steps of 2 images never touch the VAE again.
-    spec = TrainingSpec(
-        model="tiny",
-        embedding_key="",
-        dataset="ds/",
-        width=32,
-        height=32,
-        batch_size=2,
-        max_steps=6,
-        flip=True,
-        latent_sampling="random",
-        save_every_steps=0,
-        log_every_steps=3,
-    )
+    spec = tiny_spec(flip=True, latent_sampling="random", save_every_steps=0, log_every_steps=3)
     counting.images = 0
     run_components = dataclasses.replace(components, vae=counting)
     embedding = create_embedding(components, "subj3ct", "woman", 1)

@@ -27,7 +27,7 @@ from services.trainer.engine import (
     load_savepoint,
     read_loss_csv,
 )
-from services.trainer.engine.testing import write_dataset
+from services.trainer.engine.testing import tiny_spec, write_dataset
 from services.trainer.schedule import LearnRateSchedule
 
 
@@ -52,15 +52,8 @@ def store(tmp_path):
 
 # Every source of randomness on: random latents, flips, tag shuffle and dropout, noise offset; plus min-SNR,
 # clipping by norm, an A1111 schedule that changes within the run, accumulation with a dropped group (5 images).
-BUSY = dict(
-    model="tiny",
-    embedding_key="",
-    dataset="ds/",
-    width=32,
-    height=32,
-    batch_size=2,
+BUSY = dict(  # on top of tiny_spec()
     gradient_accumulation=2,
-    max_steps=6,
     learning_rate="0.05:2, 0.02:4, 0.01",
     latent_sampling="random",
     flip=True,
@@ -89,7 +82,7 @@ def _optimizer_tensors(session):
 
 
 def test_resume_from_a_savepoint_in_a_fresh_session_is_bit_exact(components, store):
-    spec = TrainingSpec(**BUSY)
+    spec = tiny_spec(**BUSY)
     embedding = create_embedding(components, "subj3ct", "woman face", 3)
     straight = _start(components, store, spec, "straight/", embedding=embedding)
     straight.run()
@@ -115,7 +108,7 @@ def test_resume_from_a_savepoint_in_a_fresh_session_is_bit_exact(components, sto
 
 
 def test_the_manifest_is_written_last_and_a_savepoint_without_one_does_not_exist(components, store):
-    spec = TrainingSpec(**(BUSY | dict(max_steps=3, save_every_steps=0)))
+    spec = tiny_spec(**(BUSY | dict(max_steps=3, save_every_steps=0)))
     _start(components, store, spec).run()
     folder = "run/savepoints/000003/"
     written = [k for k in store.written if k.startswith(folder)]
@@ -128,7 +121,7 @@ def test_the_manifest_is_written_last_and_a_savepoint_without_one_does_not_exist
 
 
 def test_damage_is_detected_and_state_loads_weights_only(components, store):
-    spec = TrainingSpec(**(BUSY | dict(max_steps=3, save_every_steps=0)))
+    spec = tiny_spec(**(BUSY | dict(max_steps=3, save_every_steps=0)))
     _start(components, store, spec).run()
     savepoint = latest_savepoint(store, "run/")
     raw = torch.load(io.BytesIO(store.get(savepoint.state_key)), weights_only=True)
@@ -144,7 +137,7 @@ def test_damage_is_detected_and_state_loads_weights_only(components, store):
 
 
 def test_settings_snapshot_and_file_metadata_are_complete(components, store):
-    spec = TrainingSpec(**(BUSY | dict(max_steps=3, save_every_steps=0)))
+    spec = tiny_spec(**(BUSY | dict(max_steps=3, save_every_steps=0)))
     session = _start(components, store, spec, settings_extra={"preview_seed": 7})
     session.run()
     savepoint = latest_savepoint(store, "run/")
@@ -170,7 +163,7 @@ def test_settings_snapshot_and_file_metadata_are_complete(components, store):
 
 
 def test_loss_csv_has_a1111s_columns_and_a_resume_drops_later_rows(components, store):
-    spec = TrainingSpec(**(BUSY | dict(batch_size=1, gradient_accumulation=2, save_every_steps=2)))
+    spec = tiny_spec(**(BUSY | dict(batch_size=1, gradient_accumulation=2, save_every_steps=2)))
     _start(components, store, spec).run()  # 5 images, batch 1 x 2: 2 steps per epoch
     text = store.get("run/loss.csv").decode()
     rows = list(csv.reader(io.StringIO(text)))
@@ -189,7 +182,7 @@ def test_loss_csv_has_a1111s_columns_and_a_resume_drops_later_rows(components, s
 
 
 def test_resume_refuses_a_changed_data_stream_but_allows_more_steps(components, store):
-    spec = TrainingSpec(**(BUSY | dict(max_steps=3, save_every_steps=0)))
+    spec = tiny_spec(**(BUSY | dict(max_steps=3, save_every_steps=0)))
     _start(components, store, spec).run()
     savepoint = latest_savepoint(store, "run/")
     with pytest.raises(InvalidArgument) as raised:
@@ -206,7 +199,7 @@ def test_resume_refuses_a_changed_data_stream_but_allows_more_steps(components, 
 
 def test_an_embedding_with_a_step_continues_from_it_as_a1111(components, store):
     embedding = dataclasses.replace(create_embedding(components, "subj3ct", "woman", 2), step=4)
-    spec = TrainingSpec(**(BUSY | dict(learning_rate="0.05:2, 0.02:5, 0.01", save_every_steps=0)))
+    spec = tiny_spec(**(BUSY | dict(learning_rate="0.05:2, 0.02:5, 0.01", save_every_steps=0)))
     session = _start(components, store, spec, embedding=embedding)
     assert session.step == 4
     session.run()
@@ -214,7 +207,7 @@ def test_an_embedding_with_a_step_continues_from_it_as_a1111(components, store):
 
 
 def test_savepoint_files_load_in_diffusers(components, store):
-    spec = TrainingSpec(**(BUSY | dict(max_steps=2, save_every_steps=0)))
+    spec = tiny_spec(**(BUSY | dict(max_steps=2, save_every_steps=0)))
     outcome = _start(components, store, spec).run()
     savepoint = outcome.savepoint
     files = {f.format: f for f in savepoint.files}
