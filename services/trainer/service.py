@@ -1,22 +1,74 @@
-"""How the trainer service starts: its models and its gRPC registration."""
+"""How the trainer service starts: its settings, the job runner, and its gRPC registration.
+
+Settings besides the shared ones (services/common/settings.py):
+    TISTUDIO_SD_MODEL                  the base model loaded before SERVING, and the default of requests that name none
+    TISTUDIO_TRAINER_CONCURRENCY       jobs trained at once on this trainer's device (default 1)
+    TISTUDIO_STORE_PATIENCE_SECONDS    how long store operations are retried before a job pauses (default 60)
+    TISTUDIO_PREVIEW_ADDRESS           the preview service (host:port); unset: previews are skipped, with a notice
+    TISTUDIO_PREVIEW_TOKEN, TISTUDIO_PREVIEW_TIMEOUT_SECONDS   see preview_client.py
+
+On SIGTERM the runner asks every running job to save a savepoint at its current step and stop; the jobs stay
+RUNNING in the store, and the next trainer process (a rolling update's new pod) resumes them exactly from there.
+"""
 
 from __future__ import annotations
 
 from services.common.model_pool import stable_diffusion_pool
 from services.common.runtime import ServiceContext, ServiceDefinition, ServiceParts
+from services.common.settings import EnvReader
+from services.common.storage import RetryingStore, RetryPolicy
+from services.trainer.jobs import EventLog, JobRunner, JobStore
+from services.trainer.metrics import TrainerMetrics
+from services.trainer.preview_client import GrpcPreviewRenderer
+from services.trainer.previews import PreviewDispatcher
+from services.trainer.servicer import TrainerServicer
+from services.trainer.training_job import JobTrainer
 from tistudio.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 
 __all__ = ["DEFINITION"]
 
 
 def build(context: ServiceContext) -> ServiceParts:
-    _models, preload = stable_diffusion_pool(context)
-    # The RPCs arrive with the trainer issue; until then the generated servicer answers UNIMPLEMENTED.
-    servicer = trainer_pb2_grpc.TrainerServiceServicer()
+    read = EnvReader(context.env)
+    concurrency = read.parse("TISTUDIO_TRAINER_CONCURRENCY", 1, _positive_int, "a whole number of jobs, at least 1")
+    models, preload = stable_diffusion_pool(context)
+    # Every trainer store operation rides out short outages; a longer one pauses the job (training_job.py).
+    store = RetryingStore(context.store, RetryPolicy.from_env(context.env))
+    jobs, events = JobStore(store), EventLog(store)
+    renderer = GrpcPreviewRenderer.from_env(context.env)
+    runner: JobRunner
+    metrics = TrainerMetrics(
+        context.registry, jobs=jobs.list, queue_length=lambda: runner.queue_length(), device=context.runtime.device
+    )
+    previews = PreviewDispatcher(renderer, on_skipped=lambda code: metrics.previews_skipped.labels(code).inc())
+    trainer = JobTrainer(store, models, device=context.runtime.device, previews=previews, metrics=metrics)
+    runner = JobRunner(jobs, events, trainer, concurrency=concurrency)
+    servicer = TrainerServicer(store, models, runner, default_model=read.text("TISTUDIO_SD_MODEL") or "")
+
+    def load() -> None:
+        preload()
+        # Jobs that were queued or running when the last process stopped continue from their latest savepoints.
+        runner.recover()
+        runner.start()
+
+    def shutdown() -> None:
+        runner.shutdown(timeout=context.server.grace_seconds)
+        previews.close(timeout=5.0)
+        if renderer is not None:
+            renderer.close()
+
     return ServiceParts(
         register=lambda server: trainer_pb2_grpc.add_TrainerServiceServicer_to_server(servicer, server),
-        load=preload,
+        load=load,
+        shutdown=shutdown,
     )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
 
 
 DEFINITION = ServiceDefinition(

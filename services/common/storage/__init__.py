@@ -7,11 +7,13 @@
 
 Both backends pass one contract suite (services/common/tests/test_storage_contract.py): atomic writes, chunked
 reads, sorted recursive listing, idempotent delete, the same key rules (`keys`) and the same errors.
+Wrap either in `RetryingStore` to wait out short outages (`StoreUnavailable`) instead of failing at once.
 """
 
 from services.common.storage.base import KeyConflict, ObjectInfo, ObjectNotFound, Store, StoreUnavailable
 from services.common.storage.keys import InvalidStorageKey, validate_key, validate_prefix
 from services.common.storage.local import LocalStore
+from services.common.storage.retrying import RetryingStore, RetryPolicy
 from services.common.storage.s3 import S3Settings, S3Store
 from services.common.storage.url import open_store, s3_settings_from_env
 
@@ -28,5 +30,7 @@ __all__ = [
     "LocalStore",
     "S3Store",
     "S3Settings",
+    "RetryingStore",
+    "RetryPolicy",
     "s3_settings_from_env",
 ]

@@ -1,4 +1,5 @@
-"""One contract, two backends: every test taking `store` runs on a local directory and on S3 (moto on loopback).
+"""One contract, two backends: every test taking `store` runs on a local directory and on S3 (moto on loopback),
+and once more on a local directory behind `RetryingStore`, which must not change what the contract sees.
 
 Backend-specific checks (unreachable endpoints, missing buckets, multipart aborts, files in the way) follow the
 contract; the parsing of store URLs and S3 settings is in test_storage_url.py.
@@ -21,6 +22,7 @@ from services.common.storage import (
     KeyConflict,
     LocalStore,
     ObjectNotFound,
+    RetryingStore,
     S3Store,
     Store,
     StoreUnavailable,
@@ -31,10 +33,12 @@ from services.common.storage.local import TEMP_DIR_NAME
 from services.common.testing.s3_fixtures import S3Endpoint, S3StoreURL
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3), "retrying-local"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "local":
         opened = open_store((tmp_path / "store").as_uri())
+    elif request.param == "retrying-local":
+        opened = RetryingStore(open_store((tmp_path / "store").as_uri()))
     else:
         target: S3StoreURL = request.getfixturevalue("s3_store_url")
         opened = open_store(target.url, env=target.env)
@@ -56,6 +60,7 @@ def failing_chunks(first: bytes) -> Iterator[bytes]:
 
 
 def assert_no_temp_residue(store: Store) -> None:
+    store = store.inner if isinstance(store, RetryingStore) else store
     if isinstance(store, LocalStore):
         temp_dir = Path(store.root, TEMP_DIR_NAME)
         assert not temp_dir.exists() or list(temp_dir.iterdir()) == []

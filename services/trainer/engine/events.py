@@ -49,6 +49,7 @@ class StepReport:
     samples_per_s: float  # since the previous report
     losses: tuple[float, ...]  # every step's loss since the previous report, oldest first (ends with `loss`)
     prompt: str = ""  # the first prompt of the step's last micro-batch (A1111 previews with it)
+    embedding_norm: float = 0.0  # mean L2 norm of the vectors after `step` (a drifting norm signals trouble)
 
 
 @dataclass(frozen=True)

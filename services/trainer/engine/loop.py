@@ -304,8 +304,11 @@ class TrainingSession:
         until_step: int | None = None,
         events: TrainingEvents | None = None,
         should_stop: Callable[[], StopRequest | None] = _never,
+        also_save_every: int = 0,
     ) -> RunOutcome:
-        """Train until the run's end (max_steps, or where the A1111 schedule stops), `until_step`, or a stop."""
+        """Train until the run's end (max_steps, or where the A1111 schedule stops), `until_step`, or a stop.
+        `also_save_every`: savepoints every N steps besides spec.save_every_steps (a job's preview steps, since
+        previews render from a savepoint's file)."""
         events = events or TrainingEvents()
         target = self.final_step if until_step is None else min(until_step, self.final_step)
         if target <= self.step:
@@ -355,7 +358,9 @@ class TrainingSession:
                 lrs.append(lr)
                 self.step += 1
                 at_report = len(lrs) == spec.log_every_steps or self.step == target
-                at_save = spec.save_every_steps > 0 and self.step % spec.save_every_steps == 0
+                at_save = any(
+                    every > 0 and self.step % every == 0 for every in (spec.save_every_steps, also_save_every)
+                )
                 if at_report or at_save:
                     clock = self._report(window, lrs, clock, events)
                 if at_save or self.step == self.final_step:
@@ -429,6 +434,7 @@ class TrainingSession:
                 samples_per_s=samples / max(now - clock, 1e-9),
                 losses=tuple(loss for loss, _ in rows),
                 prompt=self.last_prompts[0] if self.last_prompts else "",
+                embedding_norm=float(self.vectors.detach().norm(dim=1).mean()),
             )
         )
         lrs.clear()

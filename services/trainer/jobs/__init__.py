@@ -16,6 +16,7 @@ from services.trainer.jobs.events import EventLog, JobEvent, Notice, Progress, S
 from services.trainer.jobs.model import (
     FINAL_STATES,
     IllegalTransition,
+    JobOutcome,
     JobRecord,
     JobState,
     PreviewInfo,
@@ -32,6 +33,7 @@ __all__ = [
     "IllegalTransition",
     "JobControl",
     "JobEvent",
+    "JobOutcome",
     "JobRecord",
     "JobRunner",
     "JobState",

@@ -42,6 +42,8 @@ class JobControl:
         self._lock = threading.Lock()
         self._stop: JobStop | None = None
         self._rate_origin: tuple[float, int] | None = None  # (monotonic time, step) of this run's first report
+        self.step = record.step
+        self.last_saved_step = record.latest_savepoint.step if record.latest_savepoint else None
 
     # ---- stop requests (the runner sets them, the run polls them)
 
@@ -84,6 +86,7 @@ class JobControl:
         eta_seconds: float | None = None,
     ) -> None:
         self.mark_running()
+        self.step = step
         if eta_seconds is None:
             eta_seconds = self._eta(step)
         progress = Progress(
@@ -118,7 +121,18 @@ class JobControl:
                 loss=savepoint.loss,
                 create_time=time.time(),
             )
+        self.step = self.last_saved_step = savepoint.step
         self._runner.record_event(self.job_id, savepoint, latest_savepoint=savepoint, step=savepoint.step)
+
+    def rolled_back(self, step: int) -> None:
+        """Training diverged: the job is back at its last good savepoint's step (or its start)."""
+        self.step = step
+        self._rate_origin = None
+        self._runner.record_event(self.job_id, None, step=step)
+
+    def set_rate_scale(self, scale: float) -> None:
+        """Persist the learning rate's factor, so a restarted trainer keeps training at the lowered rate."""
+        self._runner.record_event(self.job_id, None, rate_scale=scale)
 
     def report_preview(self, preview: PreviewInfo) -> None:
         self._runner.record_event(self.job_id, preview, latest_preview=preview)
@@ -141,6 +155,7 @@ class JobControl:
             samples_per_second=report.samples_per_s,
             epoch=report.epoch,
             epoch_step=report.epoch_step,
+            embedding_norm=report.embedding_norm,
             prompt=report.prompt,
         )
 

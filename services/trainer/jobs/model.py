@@ -26,6 +26,7 @@ from services.common.records import plain_record
 __all__ = [
     "FINAL_STATES",
     "IllegalTransition",
+    "JobOutcome",
     "JobRecord",
     "JobState",
     "PreviewInfo",
@@ -83,6 +84,15 @@ def spec_fingerprint(spec_record: Mapping[str, Any]) -> str:
     """sha256 over the spec's canonical JSON: the same settings give the same fingerprint, in any key order."""
     canonical = json.dumps(plain_record(dict(spec_record)), sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a run callable may return besides the engine's RunOutcome: a status with the reason behind it (e.g.
+    "paused" because the store went away; the reason becomes Job.failure until the job resumes)."""
+
+    status: str  # "completed" | "paused" | "cancelled" | "shutdown"
+    reason: Diagnostic | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,7 @@ class JobRecord:
     last_sequence: int = 0  # sequence number of the job's newest event
     start_time: float | None = None  # first entered PREPARING
     end_time: float | None = None  # entered a final state
+    rate_scale: float = 1.0  # the learning rate's factor after "retry at half the rate" divergences (1, 0.5, ...)
 
     def replace(self, **changes: Any) -> JobRecord:
         return replace(self, **changes)

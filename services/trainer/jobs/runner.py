@@ -14,6 +14,9 @@ TrainingEvents methods (on_phase/on_step/on_savepoint), so `session.run(events=c
 should_stop=control.should_stop)` works as is, plus report_progress/report_savepoint/report_preview/notice/
 set_model. The outcome is the engine's RunOutcome (or anything with a `status`, or the status string):
 "completed" -> SUCCEEDED, "paused"/"until_step" -> PAUSED, "cancelled" -> CANCELLED, "shutdown" -> left as it is.
+A `JobOutcome` may carry a reason, kept as Job.failure until the job resumes; a job paused with reason
+STORE_UNAVAILABLE is resumed by the runner once `store.check()` passes again (probed every `store_probe_seconds`),
+after the records and events written while the store was away have been flushed to it.
 An exception fails the job: a TistudioError with its reason and message, anything else with reason INTERNAL and an
 incident id whose traceback is in the log.
 """
@@ -47,6 +50,7 @@ _STATUS_STATES = {
     "until_step": JobState.PAUSED,
     "cancelled": JobState.CANCELLED,
 }
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"  # the reason of a job paused because the store went away
 _ACTIVE = (JobState.QUEUED, JobState.PREPARING, JobState.RUNNING)
 _RECOVERED = Diagnostic(
     Severity.INFO,
@@ -64,6 +68,7 @@ class JobRunner:
         *,
         concurrency: int = 1,
         clock: Callable[[], float] = time.time,
+        store_probe_seconds: float = 5.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -77,6 +82,8 @@ class JobRunner:
         self._running: dict[str, JobControl] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = False
+        self._store_watch: threading.Thread | None = None
+        self._store_probe_seconds = store_probe_seconds
 
     # ---- lifecycle
 
@@ -123,13 +130,21 @@ class JobRunner:
     # ---- requests
 
     def submit(
-        self, request_id: str, spec: Mapping[str, Any], *, max_steps: int, model: Mapping[str, Any] | None = None
+        self,
+        request_id: str,
+        spec: Mapping[str, Any],
+        *,
+        max_steps: int,
+        model: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """A new QUEUED job (created True), or the job an earlier call with this request_id made (created False)."""
         with self._lock:
             if self._stopping:
                 raise Unavailable("the trainer is shutting down; retry StartTraining in a moment")
-            record, created = self.jobs.create(request_id, spec, max_steps=max_steps, model=model)
+            record, created = self.jobs.create(
+                request_id, spec, max_steps=max_steps, model=model, fingerprint=fingerprint
+            )
             if created:
                 event = self.events.append(record.job_id, StateChanged(None, JobState.QUEUED))
                 record = self.jobs.save(record.replace(last_sequence=event.sequence))
@@ -139,6 +154,10 @@ class JobRunner:
 
     def get(self, job_id: str) -> JobRecord:
         return self.jobs.get(job_id)
+
+    def queue_length(self) -> int:
+        with self._lock:
+            return len(self._queue)
 
     def list(self, states: Iterable[JobState] = ()) -> list[JobRecord]:
         return self.jobs.list(states)
@@ -164,7 +183,7 @@ class JobRunner:
                 return record
             if record.state is JobState.QUEUED:
                 return record
-            record = self._transition(job_id, JobState.QUEUED)
+            record = self._transition(job_id, JobState.QUEUED, failure=None)
             self._queue.append(job_id)
             self._lock.notify_all()
             return record
@@ -226,6 +245,39 @@ class JobRunner:
             if self.jobs.get(job_id).state is JobState.PREPARING:
                 self._transition(job_id, JobState.RUNNING)
 
+    # ---- the store going away
+
+    def _watch_store(self) -> None:
+        """Start (once) the thread that waits for the store and then resumes the jobs it paused."""
+        with self._lock:
+            if self._store_watch is not None and self._store_watch.is_alive():
+                return
+            self._store_watch = threading.Thread(target=self._await_store, name="store-watch", daemon=True)
+            self._store_watch.start()
+
+    def _await_store(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+                self._lock.wait(self._store_probe_seconds)
+                if self._stopping:
+                    return
+            try:
+                self.jobs.store.check()
+                self.jobs.flush()
+                self.events.flush()
+            except Unavailable as away:
+                log.info("store still unavailable; paused jobs wait", extra={"error": away.message})
+                continue
+            waiting = [
+                r for r in self.jobs.list([JobState.PAUSED]) if r.failure and r.failure.code == STORE_UNAVAILABLE
+            ]
+            log.info("store is back; resuming paused jobs", extra={"jobs": len(waiting)})
+            for record in waiting:
+                self.resume(record.job_id)
+            return
+
     # ---- the workers
 
     def _work(self) -> None:
@@ -278,7 +330,10 @@ class JobRunner:
                     bad = Diagnostic(Severity.ERROR, "INTERNAL", f"internal error; incident {incident}")
                     self._transition(job_id, JobState.FAILED, reason=bad, failure=bad)
                     return
-                self._transition(job_id, target)
+                reason = getattr(outcome, "reason", None)
+                self._transition(job_id, target, reason=reason, failure=reason)
+                if reason is not None and reason.code == STORE_UNAVAILABLE:
+                    self._watch_store()
             finally:
                 self._running.pop(job_id, None)
                 self._lock.notify_all()

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from services.common.errors import AlreadyExists, NotFound
-from services.common.storage import Store
+from services.common.storage import Store, StoreUnavailable
 from services.trainer.jobs.model import JobRecord, JobState, spec_fingerprint
 
 __all__ = ["JOBS_PREFIX", "JobStore", "job_prefix"]
@@ -42,6 +42,7 @@ class JobStore:
         self._lock = threading.RLock()
         self._jobs: dict[str, JobRecord] = {}
         self._by_request: dict[str, str] = {}
+        self._unwritten: dict[str, bytes] = {}  # key -> record bytes not yet in the store (it was away)
         self._load()
 
     def _load(self) -> None:
@@ -68,9 +69,12 @@ class JobStore:
         *,
         max_steps: int,
         model: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
     ) -> tuple[JobRecord, bool]:
-        """A new QUEUED job, or the existing one for a retried request_id. Returns (record, created)."""
-        fingerprint = spec_fingerprint(spec)
+        """A new QUEUED job, or the existing one for a retried request_id. Returns (record, created).
+        `fingerprint` identifies the request (default: `spec_fingerprint(spec)`); the servicer passes the hash of
+        the request as sent, so a retry matches even when the recipe or the dataset resolve differently now."""
+        fingerprint = fingerprint or spec_fingerprint(spec)
         with self._lock:
             existing = self.find_by_request_id(request_id) if request_id else None
             if existing is not None:
@@ -101,12 +105,30 @@ class JobStore:
             return record, True
 
     def save(self, record: JobRecord) -> JobRecord:
-        """Write the record (atomic put), then make it the cached copy."""
+        """Write the record (atomic put), then make it the cached copy. While the store is away the record is
+        kept in memory only and written by `flush` once the store is back (the runner pauses the job then)."""
         with self._lock:
             data = json.dumps(record.to_record(), indent=1, allow_nan=False).encode()
-            self.store.put(f"{record.output_prefix}job.json", data, content_type="application/json")
+            key = f"{record.output_prefix}job.json"
+            if self._unwritten:  # the store is known to be away: do not wait out its retries once per change
+                self._unwritten[key] = data
+            else:
+                try:
+                    self.store.put(key, data, content_type="application/json")
+                except StoreUnavailable as away:
+                    log.warning(
+                        "store unavailable; job record kept in memory", extra={"key": key, "error": away.message}
+                    )
+                    self._unwritten[key] = data
             self._remember(record)
             return record
+
+    def flush(self) -> None:
+        """Write the records changed while the store was away; raises StoreUnavailable if it still is."""
+        with self._lock:
+            for key, data in list(self._unwritten.items()):
+                self.store.put(key, data, content_type="application/json")
+                del self._unwritten[key]
 
     def get(self, job_id: str) -> JobRecord:
         with self._lock:
