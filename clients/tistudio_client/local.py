@@ -62,9 +62,12 @@ class LocalTrio:
         self.stop()
 
     def start(self, timeout: float = 120.0) -> None:
-        for name in SERVICE_NAMES:
-            self._spawn(name)
         deadline = time.monotonic() + timeout
+        self._spawn("caption")
+        self._spawn("preview")
+        # The trainer asks the preview service for previews, so it starts once the preview's port is known.
+        preview = self._await_ready("preview", deadline)
+        self._spawn("trainer", {"TISTUDIO_PREVIEW_ADDRESS": preview["address"]})
         for name in SERVICE_NAMES:
             info = self._await_ready(name, deadline)
             self.addresses[name] = info["address"]
@@ -104,7 +107,7 @@ class LocalTrio:
         self._logs.clear()
         return codes
 
-    def _spawn(self, name: str) -> None:
+    def _spawn(self, name: str, extra: Mapping[str, str] | None = None) -> None:
         config = self.config
         prefix = f"TISTUDIO_{name.upper()}"
         env = {
@@ -118,6 +121,7 @@ class LocalTrio:
             "TISTUDIO_CAPTION_MODEL": config.caption_model,
             "TISTUDIO_SD_MODEL": config.sd_model,
             "PYTHONUNBUFFERED": "1",
+            **(extra or {}),
         }
         if config.cache_dir:
             env["TISTUDIO_CACHE_DIR"] = config.cache_dir

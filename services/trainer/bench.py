@@ -422,6 +422,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/bench"))
     parser.add_argument("--batches", default="1,4", help="CPU batch sizes (default 1,4; A1111's default is 1)")
     parser.add_argument("--size", type=int, default=64, help="CPU training size, the tiny model's native 64 px")
+    parser.add_argument(
+        "--stored-sizes",
+        default="64,512",
+        help="sizes the tiny model's dataset images are stored at: the training size, and 512 px as Preprocess "
+        "writes them (the baseline decodes and resizes every image every step; we do it once)",
+    )
     parser.add_argument("--vectors", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per CPU run")
     parser.add_argument("--warmup", type=int, default=3)
@@ -451,17 +457,21 @@ def main(argv: list[str] | None = None) -> int:
         from services.trainer.engine.testing import write_dataset
 
         with tempfile.TemporaryDirectory(dir=args.cache_dir) as tmp:
+            tiny = _tiny_model(args.cache_dir)
             runs = [
-                ("tiny SD1.x", _tiny_model(args.cache_dir), int(b), args.size, args.steps, args.repeats)
+                ("tiny SD1.x", tiny, int(b), args.size, int(stored), args.steps, args.repeats)
+                for stored in args.stored_sizes.split(",")
+                if stored.strip()
                 for b in args.batches.split(",")
                 if b.strip()
             ]
             if args.sd15_cpu_size:
-                runs.append(("SD1.5-shaped", "sd15-shaped", 1, args.sd15_cpu_size, args.sd15_cpu_steps, 1))
-            for label, model, batch, size, steps, repeats in runs:
-                root = os.path.join(tmp, f"{size}px")  # images stored at the training size
+                size = args.sd15_cpu_size
+                runs.append(("SD1.5-shaped", "sd15-shaped", 1, size, size, args.sd15_cpu_steps, 1))
+            for label, model, batch, size, stored, steps, repeats in runs:
+                root = os.path.join(tmp, f"{stored}px")
                 if not os.path.isdir(root):
-                    write_dataset(LocalStore(root), "ds/", args.images, size=size)
+                    write_dataset(LocalStore(root), "ds/", args.images, size=stored)
                 config = {
                     "model": model,
                     "root": root,
@@ -485,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
                         "model": label,
                         "batch": batch,
                         "size": size,
+                        "stored": stored,
                         "vectors": args.vectors,
                         "threads": args.threads,
                         "steps": steps,
@@ -515,18 +526,19 @@ def main(argv: list[str] | None = None) -> int:
 def _cpu_table(rows: list[dict[str, Any]]) -> str:
     first = rows[0]
     lines = [
-        f"\nCPU, {first['vectors']} vectors, {first['threads']} threads, fp32 (median step; best of interleaved runs)",
-        f"{'model':<13} {'px':>4} {'batch':>5}  {'trainer':<31} {'samples/s':>10} {'ms/step':>9} {'prepare s':>10} "
-        f"{'peak RSS MiB':>13}",
+        f"\nCPU, {first['vectors']} vectors, {first['threads']} threads, fp32 (median step; best of interleaved runs); "
+        "px: training size, images: stored size",
+        f"{'model':<13} {'px':>4} {'images':>6} {'batch':>5}  {'trainer':<31} {'samples/s':>10} {'ms/step':>9} "
+        f"{'prepare s':>10} {'peak RSS MiB':>13}",
     ]
     for row in rows:
         for name, label in (("baseline", "diffusers textual_inversion.py"), ("ours", "tistudio engine")):
             r = row[name]
             lines.append(
-                f"{row['model']:<13} {row['size']:>4} {row['batch']:>5}  {label:<31} {r['samples_per_s']:>10.2f} "
-                f"{r['step_ms']:>9.1f} {r['prepare_s']:>10.2f} {r['peak_rss_mib']:>13.0f}"
+                f"{row['model']:<13} {row['size']:>4} {row['stored']:>6} {row['batch']:>5}  {label:<31} "
+                f"{r['samples_per_s']:>10.2f} {r['step_ms']:>9.1f} {r['prepare_s']:>10.2f} {r['peak_rss_mib']:>13.0f}"
             )
-        lines.append(f"{'':<13} {'':>4} {'':>5}  speed-up {row['speedup']:.2f}x")
+        lines.append(f"{'':<13} {'':>4} {'':>6} {'':>5}  speed-up {row['speedup']:.2f}x")
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ notice carries it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import grpc
@@ -46,7 +47,7 @@ class GrpcPreviewRenderer:
             timeout = float(timeout_text)
         except ValueError:
             timeout = -1.0
-        if not timeout > 0:
+        if not (math.isfinite(timeout) and timeout > 0):  # grpc takes an infinite timeout as already expired
             raise InvalidArgument(
                 f"TISTUDIO_PREVIEW_TIMEOUT_SECONDS={timeout_text!r} is not a positive number of seconds",
                 field="TISTUDIO_PREVIEW_TIMEOUT_SECONDS",

@@ -153,14 +153,21 @@ class PreviewDispatcher:
             log.exception("preview rendering failed", extra={"job_id": request.job_id, "step": request.step})
             self._skip(request, sink, PreviewUnavailable("PREVIEW_FAILED", "rendering the preview failed"))
             return
-        self._told.pop(request.job_id, None)  # working again: a later failure is news
+        with self._lock:
+            self._told.pop(request.job_id, None)  # working again: a later failure is news
         sink.report_preview(preview)
+
+    def forget(self, job_id: str) -> None:
+        """The job's run ended: its next run tells its reasons afresh (and the table stays small)."""
+        with self._lock:
+            self._told.pop(job_id, None)
 
     def _skip(self, request: PreviewRequest, sink: PreviewSink, why: PreviewUnavailable) -> None:
         self._on_skipped(why.code)
-        if self._told.get(request.job_id) == why.code:
-            return
-        self._told[request.job_id] = why.code
+        with self._lock:
+            if self._told.get(request.job_id) == why.code:
+                return
+            self._told[request.job_id] = why.code
         sink.notice(
             Diagnostic(
                 Severity.WARNING,

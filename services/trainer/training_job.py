@@ -76,7 +76,7 @@ class JobTrainer:
             while True:
                 spec = job.training if rate_scale == 1.0 else scale_learning_rate(job.training, rate_scale)
                 try:
-                    return self._run(record, control, job, spec, components)
+                    return self._run(record, control, job, spec, components, rate_scale)
                 except TrainingDiverged as diverged:
                     rolled_back = control.step  # _run moved the job back to its last good step
                     if job.non_finite != "retry_half_rate" or rate_scale <= 0.5**MAX_HALVINGS:
@@ -106,10 +106,13 @@ class JobTrainer:
                 ),
             )
         finally:
+            self._previews.forget(record.job_id)
             if self._metrics is not None:
                 self._metrics.job_ended(record.job_id)
 
-    def _run(self, record: JobRecord, control: JobControl, job: JobSpec, spec: Any, components: Any) -> RunOutcome:
+    def _run(
+        self, record: JobRecord, control: JobControl, job: JobSpec, spec: Any, components: Any, rate_scale: float
+    ) -> RunOutcome:
         resume = latest_savepoint(self._store, record.output_prefix)
         events = _JobEvents(record, control, job, self._previews, self._metrics)
         session = TrainingSession.prepare(
@@ -120,7 +123,7 @@ class JobTrainer:
             device=self._device,
             resume=resume,
             events=events,
-            settings_extra={"job_id": record.job_id, **job.to_record(), "training": None},
+            settings_extra=_job_settings(record, job, rate_scale),
         )
         events.samples_per_step = session.plan.samples_per_step
         for note in session.notes:
@@ -132,6 +135,13 @@ class JobTrainer:
             good = diverged.last_good.step if diverged.last_good else session.start_embedding.step or 0
             control.rolled_back(good)
             raise
+
+
+def _job_settings(record: JobRecord, job: JobSpec, rate_scale: float) -> dict[str, Any]:
+    """settings.json's "job" part: what the job layer adds to the engine's spec (the run's spec is beside it,
+    with the learning rate as this run uses it)."""
+    settings = {key: value for key, value in job.to_record().items() if key != "training"}
+    return {"job_id": record.job_id, "rate_scale": rate_scale, **settings}
 
 
 class _JobEvents(TrainingEvents):

@@ -106,8 +106,12 @@ def _wait_for(predicate, what: str, timeout: float = WAIT) -> None:
         time.sleep(0.005)
 
 
+def _notices_in(events) -> list[str]:
+    return [e.payload.diagnostic.code for e in events if isinstance(e.payload, Notice)]
+
+
 def _notices(runner: JobRunner, job_id: str) -> list[str]:
-    return [e.payload.diagnostic.code for e in runner.events.events_after(job_id) if isinstance(e.payload, Notice)]
+    return _notices_in(runner.events.events_after(job_id))
 
 
 def _wrap_step(monkeypatch, hook):
@@ -173,22 +177,18 @@ def test_a_job_runs_to_the_end_and_its_notes_are_told_once_except_resume_notes(
     assert registry.get_sample_value("tistudio_trainer_loss", {"job_id": job_id}) is None
 
 
-def _notices_in(events) -> list[str]:
-    return [e.payload.diagnostic.code for e in events if isinstance(e.payload, Notice)]
-
-
 def test_divergence_fails_the_job_rolled_back_to_its_last_good_savepoint(tmp_path, components, runners, monkeypatch):
     store = LocalStore(tmp_path)
     key = _setup(store, components)
     bad_steps: list[int] = []
 
-    def nan_from_step_4(session, loss):
-        if session.step >= 4:
+    def nan_after_step_5(session, loss):  # step 5 is reported (progress) past the savepoint at 4, then 6 diverges
+        if session.step >= 5:
             bad_steps.append(session.step + 1)  # the step this loss belongs to, counted as steps done
             return loss * float("nan")
         return loss
 
-    _wrap_step(monkeypatch, nan_from_step_4)
+    _wrap_step(monkeypatch, nan_after_step_5)
     runner = runners(store, JobTrainer(store, Models(components)))
     job_id = _submit(runner, JobSpec(training=_training(key, max_steps=8, save_every_steps=2), non_finite="fail"))
     record = _final(runner, job_id)
@@ -200,7 +200,10 @@ def test_divergence_fails_the_job_rolled_back_to_its_last_good_savepoint(tmp_pat
     savepoints = list_savepoints(store, record.output_prefix)
     assert [s.step for s in savepoints] == [2, 4]
     assert all(s.step < first_bad for s in savepoints)  # nothing was saved at or past the bad step
-    assert record.step == savepoints[-1].step == record.latest_savepoint.step == 4
+    assert first_bad == 6
+    progress = [e.payload.step for e in runner.events.events_after(job_id) if isinstance(e.payload, Progress)]
+    assert max(progress) == 5  # the record had reached step 5...
+    assert record.step == savepoints[-1].step == record.latest_savepoint.step == 4  # ...and was rolled back
     assert record.rate_scale == 1.0
     assert "TRAINING_DIVERGED_RETRYING" not in _notices(runner, job_id)
 
@@ -212,7 +215,7 @@ def test_divergence_with_retry_goes_on_at_half_the_rate_from_the_last_good_savep
     key = _setup(store, components)
 
     def nan_at_the_full_rate(session, loss):
-        if session.step >= 4 and session.optimizer.param_groups[0]["lr"] > 0.003:
+        if session.step >= 5 and session.optimizer.param_groups[0]["lr"] > 0.003:
             return loss * float("nan")
         return loss
 
@@ -230,7 +233,7 @@ def test_divergence_with_retry_goes_on_at_half_the_rate_from_the_last_good_savep
     assert len(retrying) == 1
     assert "rolled back to step 4" in retrying[0].message and "0.5 x the learning rate" in retrying[0].message
     rows = read_loss_csv(store, record.output_prefix)
-    assert [row.step for row in rows] == list(range(1, 9))  # the bad step's row never reached loss.csv
+    assert [row.step for row in rows] == list(range(1, 9))  # step 5's full-rate row was replaced, 6's never written
     assert {row.learn_rate for row in rows if row.step <= 4} == {0.005}
     assert {row.learn_rate for row in rows if row.step > 4} == {0.0025}
     assert [s.step for s in list_savepoints(store, record.output_prefix)] == [2, 4, 6, 8]
@@ -243,13 +246,13 @@ def test_divergence_with_retry_gives_up_after_max_halvings(tmp_path, components,
     key = _setup(store, components)
     rates: list[float] = []
 
-    def nan_from_step_4(session, loss):
-        if session.step >= 4:
+    def nan_after_step_5(session, loss):
+        if session.step >= 5:
             rates.append(session.optimizer.param_groups[0]["lr"])
             return loss * float("nan")
         return loss
 
-    _wrap_step(monkeypatch, nan_from_step_4)
+    _wrap_step(monkeypatch, nan_after_step_5)
     runner = runners(store, JobTrainer(store, Models(components)))
     job = JobSpec(training=_training(key, max_steps=8, save_every_steps=2), non_finite="retry_half_rate")
     job_id = _submit(runner, job)
@@ -257,7 +260,7 @@ def test_divergence_with_retry_gives_up_after_max_halvings(tmp_path, components,
 
     assert record.state is JobState.FAILED and record.failure.code == "TRAINING_DIVERGED"
     assert record.rate_scale == 0.5**MAX_HALVINGS
-    assert rates == [0.005 * 0.5**k for k in range(MAX_HALVINGS + 1)]  # one try per rate, each from step 4
+    assert rates == [0.005 * 0.5**k for k in range(MAX_HALVINGS + 1)]  # one try per rate, each from the savepoint at 4
     assert _notices(runner, job_id).count("TRAINING_DIVERGED_RETRYING") == MAX_HALVINGS
     assert record.step == 4
     assert [s.step for s in list_savepoints(store, record.output_prefix)] == [2, 4]
@@ -368,7 +371,9 @@ def test_without_a_preview_service_each_job_is_told_once_and_still_succeeds(tmp_
     store = LocalStore(tmp_path)
     key = _setup(store, components)
     skipped: list[str] = []
-    runner = runners(store, JobTrainer(store, Models(components), previews=PreviewDispatcher(None, on_skipped=skipped.append)))
+    runner = runners(
+        store, JobTrainer(store, Models(components), previews=PreviewDispatcher(None, on_skipped=skipped.append))
+    )
     job = JobSpec(training=_training(key, max_steps=4, save_every_steps=0), preview_every_steps=2)
     jobs = [_submit(runner, job, request_id=f"req-{i}") for i in range(2)]
     for job_id in jobs:
