@@ -16,43 +16,31 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf import duration_pb2, timestamp_pb2
-
 from services.common.convert import diagnostic_to_proto, own_store_key, storage_ref
-from services.common.diagnostics import Diagnostic
 from services.common.embeddings import EmbeddingFormat
 from services.common.errors import InvalidArgument
 from services.common.storage import Store
 from services.trainer.embedding_ops import ModelIdentity, StoredEmbedding
 from services.trainer.engine.spec import CLIPPING_MODES, LATENT_SAMPLING, PRECISIONS
 from services.trainer.job_spec import NON_FINITE_ACTIONS, SAMPLERS, JobSpec, PreviewSettings
-from services.trainer.jobs.events import JobEvent, Notice, Progress, StateChanged
-from services.trainer.jobs.model import JobRecord, JobState, PreviewInfo, SavepointInfo
 from services.trainer.plan import TrainingPlan
 from tistudio.common.v1 import common_pb2
 from tistudio.trainer.v1 import trainer_pb2 as pb
 
 __all__ = [
-    "DEFAULT_PAGE_SIZE",
-    "MAX_PAGE_SIZE",
     "TrainingRequest",
     "embedding_format",
     "embedding_to_proto",
-    "event_to_proto",
     "exported_file",
+    "fields_of",
     "format_to_proto",
-    "job_states",
-    "job_to_proto",
     "model_identity_to_proto",
+    "model_record_to_proto",
     "model_reference",
-    "page_size",
     "plan_to_proto",
     "training_request",
     "training_spec_to_proto",
 ]
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 
 # TrainingSpec fields by how the proto carries them. `optional` scalars count only when present (0 and false are
 # real values); plain strings and sizes count only when non-empty/non-zero (0 means the family default).
@@ -100,6 +88,11 @@ class TrainingRequest:
     model: str
     preview: PreviewSettings
     non_finite: str
+
+
+def fields_of(source: Any, names: str) -> dict[str, Any]:
+    """The space-separated attributes of `source`, None as 0: the proto's numbers have no "unknown"."""
+    return {name: 0 if (value := getattr(source, name)) is None else value for name in names.split()}
 
 
 def _f32(value: float) -> float:
@@ -205,7 +198,7 @@ def training_spec_to_proto(job: JobSpec, *, embedding_key: str) -> pb.TrainingSp
         recipe=job.recipe,
         preview_every_steps=job.preview_every_steps,
         preview=pb.PreviewSettings(
-            **_attrs(preview, "prompts negative_prompt seeds weights steps cfg_scale width height"),
+            **fields_of(preview, "prompts negative_prompt seeds weights steps cfg_scale width height"),
             sampler=_SAMPLER_NUMBERS[preview.sampler],
         ),
         extra_formats=[_FORMAT_NUMBERS[EmbeddingFormat(fmt)] for fmt in training.extra_formats],
@@ -231,6 +224,11 @@ def model_identity_to_proto(identity: ModelIdentity) -> common_pb2.ModelInfo:
     return _model_info(**{name: getattr(identity, name) for name in _MODEL_KEYS})
 
 
+def model_record_to_proto(model: Mapping[str, Any]) -> common_pb2.ModelInfo:
+    """A job record's `model` (ModelIdentity's fields as plain JSON) as ModelInfo."""
+    return _model_info(**{key: value for key, value in model.items() if key in _MODEL_KEYS})
+
+
 def _model_info(*, family: str = "", prediction_type: str = "", embedding_dims=(), **text: str) -> common_pb2.ModelInfo:
     return common_pb2.ModelInfo(
         family=_family(family, prediction_type), prediction_type=prediction_type, embedding_dims=embedding_dims, **text
@@ -244,12 +242,12 @@ def plan_to_proto(plan: TrainingPlan, job: JobSpec) -> pb.PlanTrainingResponse:
             resolved=training_spec_to_proto(job, embedding_key=key),
             model=model_identity_to_proto(plan.model),
             embedding=pb.Embedding(
-                **_attrs(plan.embedding, "name dims init_text step"),
+                **fields_of(plan.embedding, "name dims init_text step"),
                 vectors_per_token=plan.embedding.vectors,
                 file=storage_ref(key),
             ),
-            **_attrs(plan, "images samples_per_step steps_per_epoch epochs start_step end_step example_prompts"),
-            schedule=[pb.ScheduleSegment(**_attrs(s, "rate start_step end_step")) for s in plan.schedule],
+            **fields_of(plan, "images samples_per_step steps_per_epoch epochs start_step end_step example_prompts"),
+            schedule=[pb.ScheduleSegment(**fields_of(s, "rate start_step end_step")) for s in plan.schedule],
             max_prompt_tokens=plan.max_prompt_tokens,
         ),
         diagnostics=[diagnostic_to_proto(d) for d in plan.diagnostics],
@@ -267,7 +265,7 @@ def format_to_proto(fmt: EmbeddingFormat) -> int:
 
 def embedding_to_proto(stored: StoredEmbedding) -> pb.Embedding:
     return pb.Embedding(
-        **_attrs(stored, "name dims init_text step sha256 short_hash"),
+        **fields_of(stored, "name dims init_text step sha256 short_hash"),
         vectors_per_token=stored.vectors,
         base_model=model_identity_to_proto(stored.model) if stored.model is not None else None,
         file=storage_ref(stored.key),
@@ -280,104 +278,3 @@ def exported_file(stored: StoredEmbedding, data: bytes | None) -> pb.ExportedFil
     return pb.ExportedFile(
         file=storage_ref(stored.key), sha256=stored.sha256, text_encoder=stored.text_encoder, data=data or b""
     )
-
-
-def _diagnostic(diagnostic: Diagnostic | None) -> common_pb2.Diagnostic | None:
-    return diagnostic_to_proto(diagnostic) if diagnostic is not None else None
-
-
-def _attrs(source: Any, names: str) -> dict[str, Any]:
-    """The space-separated attributes of `source`, None as 0: the proto's numbers have no "unknown"."""
-    return {name: 0 if (value := getattr(source, name)) is None else value for name in names.split()}
-
-
-def _timestamp(seconds: float | None, kind: type = timestamp_pb2.Timestamp) -> Any:
-    """POSIX seconds (or, with kind=Duration, a length in seconds) as the message; None stays unset."""
-    if seconds is None:
-        return None
-    whole = math.floor(seconds)  # seconds * 1e9 as one float would lose the nanoseconds of a 2020s date
-    out = kind()
-    out.FromNanoseconds(whole * 1_000_000_000 + round((seconds - whole) * 1e9))
-    return out
-
-
-def _duration(seconds: float | None) -> duration_pb2.Duration | None:
-    return _timestamp(seconds, duration_pb2.Duration)
-
-
-def _savepoint(info: SavepointInfo) -> pb.Savepoint:
-    return pb.Savepoint(
-        step=info.step,
-        embedding=storage_ref(info.embedding_key),
-        manifest=storage_ref(info.manifest_key),
-        loss=info.loss or 0.0,
-        create_time=_timestamp(info.create_time),
-    )
-
-
-def _preview_set(info: PreviewInfo) -> pb.PreviewSet:
-    items = [
-        pb.PreviewItem(
-            prompt=item.get("prompt", ""),
-            seed=item.get("seed", 0),
-            weight=item.get("weight", 0.0),
-            image=common_pb2.ImageData(ref=storage_ref(item["image_key"])),
-        )
-        for item in info.items
-    ]
-    return pb.PreviewSet(step=info.step, items=items, manifest=storage_ref(info.manifest_key))
-
-
-def job_to_proto(record: JobRecord) -> pb.Job:
-    return pb.Job(
-        **_attrs(record, "job_id request_id step max_steps loss learning_rate samples_per_second last_sequence"),
-        state=int(record.state),
-        failure=_diagnostic(record.failure),
-        spec=training_spec_to_proto(
-            JobSpec.from_record(record.spec), embedding_key=record.spec["training"]["embedding_key"]
-        ),
-        model=_model_info(**{k: v for k, v in record.model.items() if k in _MODEL_KEYS}) if record.model else None,
-        eta=_duration(record.eta_seconds),
-        output=storage_ref(record.output_prefix),
-        latest_savepoint=_savepoint(record.latest_savepoint) if record.latest_savepoint is not None else None,
-        latest_preview=_preview_set(record.latest_preview) if record.latest_preview is not None else None,
-        **{
-            name: _timestamp(getattr(record, name)) for name in ("create_time", "start_time", "update_time", "end_time")
-        },
-    )
-
-
-def event_to_proto(event: JobEvent) -> pb.WatchJobResponse:
-    # JobEvent.kind is the name of the oneof field its payload goes in.
-    return pb.WatchJobResponse(
-        sequence=event.sequence, time=_timestamp(event.time), **{event.kind: _event_payload(event.payload)}
-    )
-
-
-def _event_payload(payload: StateChanged | Progress | SavepointInfo | PreviewInfo | Notice) -> Any:
-    if isinstance(payload, StateChanged):
-        return pb.StateChanged(
-            previous=int(payload.previous or 0), current=int(payload.current), reason=_diagnostic(payload.reason)
-        )
-    if isinstance(payload, Progress):
-        names = "step max_steps epoch epoch_step loss learning_rate samples_per_second embedding_norm prompt"
-        return pb.StepProgress(**_attrs(payload, names), eta=_duration(payload.eta_seconds))
-    if isinstance(payload, SavepointInfo):
-        return _savepoint(payload)
-    if isinstance(payload, PreviewInfo):
-        return _preview_set(payload)
-    return diagnostic_to_proto(payload.diagnostic)
-
-
-def job_states(values: Iterable[int]) -> list[JobState]:
-    try:
-        return [JobState(value) for value in values]  # UNSPECIFIED (0) is no JobState either
-    except ValueError as e:
-        names = ", ".join(s.name for s in JobState)
-        raise InvalidArgument(f"states: {e}; use {names}", field="states") from None
-
-
-def page_size(value: int) -> int:
-    if value > MAX_PAGE_SIZE:
-        raise InvalidArgument(f"page_size {value} is above {MAX_PAGE_SIZE}: ask for fewer", field="page_size")
-    return value or DEFAULT_PAGE_SIZE

@@ -16,7 +16,7 @@ from services.common.convert import own_store_key
 from services.common.embeddings import Embedding, read_embedding
 from services.common.errors import InvalidArgument, NotFound, ResourceExhausted
 from services.common.storage import ObjectNotFound, Store
-from services.trainer import convert
+from services.trainer import convert, convert_jobs
 from services.trainer.embedding_ops import create_embedding_file, export_embedding
 from services.trainer.engine import Savepoint, list_savepoints
 from services.trainer.job_spec import JobSpec
@@ -77,27 +77,27 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                 model=asdict(plan.model),
                 fingerprint=fingerprint,
             )
-        return pb.StartTrainingResponse(job=convert.job_to_proto(record), created=created)
+        return pb.StartTrainingResponse(job=convert_jobs.job_to_proto(record), created=created)
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext):
-        return pb.GetJobResponse(job=convert.job_to_proto(self._runner.get(request.job_id)))
+        return pb.GetJobResponse(job=convert_jobs.job_to_proto(self._runner.get(request.job_id)))
 
     def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext):
-        size = convert.page_size(request.page_size)
-        records = self._runner.list(convert.job_states(request.states))  # newest first
+        size = convert_jobs.page_size(request.page_size)
+        records = self._runner.list(convert_jobs.job_states(request.states))  # newest first
         if request.page_token:
             after = _cursor_from_token(request.page_token)
             records = [r for r in records if (r.create_time, r.job_id) < after]
         page, more = records[:size], len(records) > size
         token = _token_for(page[-1]) if more else ""
-        return pb.ListJobsResponse(jobs=[convert.job_to_proto(r) for r in page], next_page_token=token)
+        return pb.ListJobsResponse(jobs=[convert_jobs.job_to_proto(r) for r in page], next_page_token=token)
 
     def WatchJob(self, request: pb.WatchJobRequest, context: grpc.ServicerContext) -> Iterator[pb.WatchJobResponse]:
         after = request.after_sequence
         self._runner.get(request.job_id)  # NOT_FOUND before the stream starts
         while context.is_active():
             for event in self._runner.watch(request.job_id, after, timeout=WATCH_POLL_SECONDS):
-                yield convert.event_to_proto(event)
+                yield convert_jobs.event_to_proto(event)
                 after = event.sequence
                 if event.final:
                     return
@@ -106,13 +106,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                 return  # shutting down (reconnect to the next trainer), or everything of a finished job was sent
 
     def PauseJob(self, request: pb.PauseJobRequest, context: grpc.ServicerContext):
-        return pb.PauseJobResponse(job=convert.job_to_proto(self._runner.pause(request.job_id)))
+        return pb.PauseJobResponse(job=convert_jobs.job_to_proto(self._runner.pause(request.job_id)))
 
     def ResumeJob(self, request: pb.ResumeJobRequest, context: grpc.ServicerContext):
-        return pb.ResumeJobResponse(job=convert.job_to_proto(self._runner.resume(request.job_id)))
+        return pb.ResumeJobResponse(job=convert_jobs.job_to_proto(self._runner.resume(request.job_id)))
 
     def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext):
-        return pb.CancelJobResponse(job=convert.job_to_proto(self._runner.cancel(request.job_id)))
+        return pb.CancelJobResponse(job=convert_jobs.job_to_proto(self._runner.cancel(request.job_id)))
 
     def ExportEmbedding(self, request: pb.ExportEmbeddingRequest, context: grpc.ServicerContext):
         tokenizer = None
