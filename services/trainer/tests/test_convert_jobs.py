@@ -5,32 +5,19 @@ from __future__ import annotations
 import pytest
 
 from services.common.diagnostics import Diagnostic, Severity
-from services.common.errors import InvalidArgument
 from services.common.storage import LocalStore
 from services.trainer import convert, convert_jobs
 from services.trainer.job_spec import JobSpec
 from services.trainer.jobs.events import JobEvent, Notice, Progress, StateChanged
 from services.trainer.jobs.model import JobRecord, JobState, PreviewInfo, SavepointInfo
-from services.trainer.tests.test_convert import _identity, _resolve, _spec
+from services.trainer.tests.test_convert import EMBEDDING, MODEL, _identity, _refused, _resolve, _spec
 from tistudio.common.v1 import common_pb2
 from tistudio.trainer.v1 import trainer_pb2 as pb
-
-EMBEDDING = "embeddings/anna.safetensors"
-DATASET = "datasets/anna/train/"
-MODEL = "models/sd15"
-REQUIRED = {"model": MODEL, "embedding_key": EMBEDDING, "dataset": DATASET}
 
 
 @pytest.fixture
 def store(tmp_path):
     return LocalStore(tmp_path)
-
-
-def _refused(call, field: str) -> InvalidArgument:
-    with pytest.raises(InvalidArgument) as caught:
-        call()
-    assert caught.value.field == field, caught.value.message
-    return caught.value
 
 
 # --- jobs and events -------------------------------------------------------------------------------------------
