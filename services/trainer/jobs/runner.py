@@ -250,10 +250,14 @@ class JobRunner:
     def _watch_store(self) -> None:
         """Start (once) the thread that waits for the store and then resumes the jobs it paused."""
         with self._lock:
-            if self._store_watch is not None and self._store_watch.is_alive():
+            if self._store_watch is not None:
                 return
             self._store_watch = threading.Thread(target=self._await_store, name="store-watch", daemon=True)
             self._store_watch.start()
+
+    def _paused_by_store(self) -> list[JobRecord]:
+        paused = self.jobs.list([JobState.PAUSED])
+        return [r for r in paused if r.failure is not None and r.failure.code == STORE_UNAVAILABLE]
 
     def _await_store(self) -> None:
         while True:
@@ -270,13 +274,13 @@ class JobRunner:
             except Unavailable as away:
                 log.info("store still unavailable; paused jobs wait", extra={"error": away.message})
                 continue
-            waiting = [
-                r for r in self.jobs.list([JobState.PAUSED]) if r.failure and r.failure.code == STORE_UNAVAILABLE
-            ]
-            log.info("store is back; resuming paused jobs", extra={"jobs": len(waiting)})
-            for record in waiting:
+            for record in self._paused_by_store():
+                log.info("store is back; resuming the job", extra={"job_id": record.job_id})
                 self.resume(record.job_id)
-            return
+            with self._lock:
+                if not self._paused_by_store():  # else a job paused for the store meanwhile: keep watching
+                    self._store_watch = None
+                    return
 
     # ---- the workers
 
