@@ -12,7 +12,6 @@ never reused after a restart. A segment closes at `segment_events` events and th
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -21,13 +20,12 @@ from typing import Any
 
 from services.common.diagnostics import Diagnostic
 from services.common.records import plain_record
-from services.common.storage import Store, StoreUnavailable
+from services.common.storage import Store
 from services.trainer.jobs.model import JobState, PreviewInfo, SavepointInfo, diagnostic_from_record
 from services.trainer.jobs.store import job_prefix
+from services.trainer.jobs.write_behind import WriteBehind
 
 __all__ = ["EventLog", "JobEvent", "Notice", "Progress", "StateChanged"]
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -135,7 +133,9 @@ class EventLog:
         self._clock = clock
         self._changed = threading.Condition()
         self._logs: dict[str, _JobLog] = {}
-        self._unwritten: dict[str, bytes] = {}  # segment key -> content not yet in the store (it was away)
+        # While the store is away, segments wait here: watchers still see the events (a job paused because the
+        # store went away must be able to say so), at the price that a crash before the store returns loses them.
+        self._writes = WriteBehind(store, "application/jsonl")
         self._closed = False
 
     def _segments_prefix(self, job_id: str) -> str:
@@ -164,8 +164,8 @@ class EventLog:
             event = JobEvent(job_id=job_id, sequence=sequence, time=self._clock(), payload=payload)
             lines = [*log.segment_lines, json.dumps(event.to_record(), allow_nan=False)]
             key = f"{self._segments_prefix(job_id)}{log.segment_start:08d}.jsonl"
-            self._write(key, ("\n".join(lines) + "\n").encode())
-            # Only now, with the event durable (or the store away: see _write), do watchers see it.
+            self._writes.put(key, ("\n".join(lines) + "\n").encode())
+            # Only now, with the event durable (or the store away: see _writes), do watchers see it.
             log.events.append(event)
             log.segment_lines = lines
             if len(lines) >= self.segment_events:
@@ -173,25 +173,10 @@ class EventLog:
             self._changed.notify_all()
             return event
 
-    def _write(self, key: str, data: bytes) -> None:
-        """Put a segment. While the store is away, segments wait in memory for `flush`: watchers still see the
-        events (a job paused because the store went away must be able to say so), at the price that a crash
-        before the store returns loses them."""
-        if self._unwritten:
-            self._unwritten[key] = data
-            return
-        try:
-            self.store.put(key, data, content_type="application/jsonl")
-        except StoreUnavailable as away:
-            logger.warning("store unavailable; job events kept in memory", extra={"key": key, "error": away.message})
-            self._unwritten[key] = data
-
     def flush(self) -> None:
         """Write the segments changed while the store was away; raises StoreUnavailable if it still is."""
         with self._changed:
-            for key, data in list(self._unwritten.items()):
-                self.store.put(key, data, content_type="application/jsonl")
-                del self._unwritten[key]
+            self._writes.flush()
 
     def last_sequence(self, job_id: str) -> int:
         with self._changed:

@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from services.common.errors import AlreadyExists, NotFound
-from services.common.storage import Store, StoreUnavailable
+from services.common.storage import Store
 from services.trainer.jobs.model import JobRecord, JobState, spec_fingerprint
+from services.trainer.jobs.write_behind import WriteBehind
 
 __all__ = ["JOBS_PREFIX", "JobStore", "job_prefix"]
 
@@ -42,7 +43,7 @@ class JobStore:
         self._lock = threading.RLock()
         self._jobs: dict[str, JobRecord] = {}
         self._by_request: dict[str, str] = {}
-        self._unwritten: dict[str, bytes] = {}  # key -> record bytes not yet in the store (it was away)
+        self._writes = WriteBehind(store, "application/json")
         self._load()
 
     def _load(self) -> None:
@@ -109,26 +110,14 @@ class JobStore:
         kept in memory only and written by `flush` once the store is back (the runner pauses the job then)."""
         with self._lock:
             data = json.dumps(record.to_record(), indent=1, allow_nan=False).encode()
-            key = f"{record.output_prefix}job.json"
-            if self._unwritten:  # the store is known to be away: do not wait out its retries once per change
-                self._unwritten[key] = data
-            else:
-                try:
-                    self.store.put(key, data, content_type="application/json")
-                except StoreUnavailable as away:
-                    log.warning(
-                        "store unavailable; job record kept in memory", extra={"key": key, "error": away.message}
-                    )
-                    self._unwritten[key] = data
+            self._writes.put(f"{record.output_prefix}job.json", data)
             self._remember(record)
             return record
 
     def flush(self) -> None:
         """Write the records changed while the store was away; raises StoreUnavailable if it still is."""
         with self._lock:
-            for key, data in list(self._unwritten.items()):
-                self.store.put(key, data, content_type="application/json")
-                del self._unwritten[key]
+            self._writes.flush()
 
     def get(self, job_id: str) -> JobRecord:
         with self._lock:
