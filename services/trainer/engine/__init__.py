@@ -10,9 +10,10 @@
                                       resume=latest_savepoint(store, "runs/anna/"))    # bit-exact continuation
 
 No server, no protobuf: the job layer and the gRPC servicer build on this API. Modules: `spec` (the settings),
-`init` (names and new embeddings), `prompts` + `embedding_layer` (A1111's prompt chunks and the splice), `data` +
+`init` (names and new embeddings), `data` +
 `latents` (images, batches, VAE-once latents), `objective` (noise, targets, loss), `loop` (the training loop),
 `savepoints` (files, state, loss.csv), `precision` (device and dtypes), `events` (reports, stops, failures).
+A1111's prompt chunks and the splice into CLIP are shared with the preview service: `services.common.prompts`.
 """
 
 from services.trainer.engine.data import BatchPlan

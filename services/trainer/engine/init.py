@@ -15,6 +15,7 @@ import torch
 
 from services.common.embeddings import MAX_VECTORS, META_SD_CHECKPOINT, META_SD_CHECKPOINT_NAME, Embedding
 from services.common.errors import InvalidArgument
+from services.common.prompts import trigger_token_ids
 
 __all__ = [
     "META_BASE_MODEL",
@@ -22,7 +23,6 @@ __all__ = [
     "META_INIT_TEXT",
     "META_TOOL_VERSION",
     "create_embedding",
-    "name_token_ids",
     "suggest_name",
     "tool_version",
     "validate_name",
@@ -44,13 +44,8 @@ def tool_version() -> str:
         return "tistudio (source)"
 
 
-def name_token_ids(tokenizer: Any, name: str) -> list[int]:
-    """The ids the trigger word becomes inside a prompt (no start/end tokens, no truncation)."""
-    return list(tokenizer(name, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
-
-
 def _is_one_token(tokenizer: Any, name: str) -> bool:
-    return len(name_token_ids(tokenizer, name)) <= 1
+    return len(trigger_token_ids(tokenizer, name)) <= 1
 
 
 def suggest_name(name: str, tokenizer: Any) -> str:
@@ -121,7 +116,7 @@ def create_embedding(
     width = int(table.shape[1])
     vec = torch.zeros(vectors, width, dtype=torch.float32)
     if init_text:
-        ids = name_token_ids(components.tokenizer, init_text) or name_token_ids(components.tokenizer, "*")
+        ids = trigger_token_ids(components.tokenizer, init_text) or trigger_token_ids(components.tokenizer, "*")
         with torch.no_grad():
             embedded = table[torch.tensor(ids, device=table.device)].detach().float().cpu()  # [T, D]
         for i in range(vectors):

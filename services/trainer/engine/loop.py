@@ -39,9 +39,9 @@ import torch
 from services.common.diagnostics import Diagnostic, Severity
 from services.common.embeddings import Embedding, check_compatible, read_embedding
 from services.common.errors import InvalidArgument
+from services.common.prompts import PromptTokenizer, TextConditioner
 from services.common.storage import Store
 from services.trainer.engine.data import BatchPlan, DataCursor, PromptSource, list_training_images
-from services.trainer.engine.embedding_layer import TextConditioner
 from services.trainer.engine.events import (
     PhaseReport,
     RunOutcome,
@@ -55,7 +55,6 @@ from services.trainer.engine.init import META_FAMILY, tool_version
 from services.trainer.engine.latents import EncodedDataset, encode_dataset
 from services.trainer.engine.objective import NoiseSchedule, add_noise, loss_per_sample
 from services.trainer.engine.precision import Precision, place_components, resolve_precision
-from services.trainer.engine.prompts import PromptTokenizer
 from services.trainer.engine.savepoints import (
     LossRow,
     Savepoint,
@@ -266,9 +265,9 @@ class TrainingSession:
         self.last_savepoint: Savepoint | None = parts["last_savepoint"]
         self.last_prompts: list[str] = []  # the latest micro-batch's prompts (A1111 previews the first one)
         self.tokenizer = PromptTokenizer(
-            self.components.tokenizer, self.name, int(self.vectors.shape[0]), emphasis=self.spec.emphasis
+            self.components.tokenizer, {self.name: int(self.vectors.shape[0])}, emphasis=self.spec.emphasis
         )
-        self.conditioner = TextConditioner(self.components.text_encoder)
+        self.conditioner = TextConditioner(self.components.text_encoder, emphasis=self.spec.emphasis)
         self.noise = NoiseSchedule(self.components.scheduler.config, self.precision.device)
         self.notes = (*self.notes, *self._trigger_notes())
 

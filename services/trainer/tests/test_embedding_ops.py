@@ -7,9 +7,9 @@ import torch
 
 from services.common.embeddings import Embedding, EmbeddingFormat, file_hashes, read_embedding, write_embedding
 from services.common.errors import AlreadyExists, InvalidArgument
+from services.common.prompts import trigger_token_ids
 from services.common.storage import LocalStore
 from services.trainer.embedding_ops import create_embedding_file, export_embedding
-from services.trainer.engine.init import name_token_ids
 from services.trainer.engine.testing import tiny_components
 
 
@@ -33,7 +33,7 @@ def test_create_writes_a_readable_file_initialised_from_the_text(store, componen
     embedding, fmt = read_embedding(data, filename="subj3ct.safetensors")
     assert fmt is EmbeddingFormat.SAFETENSORS and embedding.name == "subj3ct" and embedding.step == 0
     table = components.text_encoder.get_input_embeddings().weight.detach().float()
-    ids = name_token_ids(components.tokenizer, "a woman smiling")
+    ids = trigger_token_ids(components.tokenizer, "a woman smiling")
     for i in range(5):
         assert torch.equal(embedding.vectors[0][i], table[ids[i * len(ids) // 5]])
     assert created.vectors == 5 and created.dims == (table.shape[1],) and created.init_text == "a woman smiling"

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from services.common.errors import InvalidArgument
+from services.common.prompts import PromptTokenizer, TextConditioner
 from services.common.storage import LocalStore
 from services.trainer.engine import (
     StopRequest,
@@ -22,9 +23,7 @@ from services.trainer.engine import (
     read_loss_csv,
 )
 from services.trainer.engine import loop as loop_module
-from services.trainer.engine.embedding_layer import TextConditioner
 from services.trainer.engine.objective import Noised, NoiseSchedule, add_noise, loss_per_sample
-from services.trainer.engine.prompts import PromptTokenizer
 from services.trainer.engine.testing import tiny_spec, write_dataset
 from services.trainer.schedule import LearnRateSchedule, parse_schedule
 
@@ -220,7 +219,7 @@ def test_the_embedding_learns_on_a_fixed_batch(components):
     only way down is to move the vectors toward it through the splice: the loss falls far below its start."""
     tokenizer = components.tokenizer
     table = components.text_encoder.get_input_embeddings().weight
-    tokens = PromptTokenizer(tokenizer, "subj3ct", 2).batch(["a photo of subj3ct", "subj3ct"])
+    tokens = PromptTokenizer(tokenizer, {"subj3ct": 2}).batch(["a photo of subj3ct", "subj3ct"])
     conditioner = TextConditioner(components.text_encoder)
     generator = torch.Generator().manual_seed(0)
     latents = torch.randn(2, 4, 8, 8, generator=generator)

@@ -1,94 +1,39 @@
-"""Training prompts to token ids the way A1111's text encoder wrapper builds them, with the embedding's slots marked.
+"""Prompts to token ids the way A1111's text-encoder wrapper builds them, with embedding slots marked.
 
 A1111 (`modules/sd_hijack_clip.py`, `FrozenCLIPEmbedderWithCustomWordsBase.tokenize_line`):
-- emphasis is parsed first ("(word)" x1.1, "[word]" /1.1, "(word:1.3)", "\\(" escapes, "BREAK" starts a chunk);
-  each piece is tokenized without start/end tokens and without truncation;
-- the trigger word's ids found in the token stream become `n_vectors` slots (A1111's "fixes") that the
-  embedding's vectors fill after the token-embedding lookup;
+- emphasis is parsed first (`emphasis.parse_emphasis`); each piece is tokenized without start/end tokens and
+  without truncation;
+- an embedding's trigger ids found in the token stream become `n_vectors` slots (A1111's "fixes") that its vectors
+  fill after the token-embedding lookup; where triggers share a first token, the longest match wins;
 - tokens go into 75-token chunks; a chunk that fills up backs up to its last comma when that comma is at most 20
   tokens back (the rest moves to the next chunk); an embedding never straddles two chunks;
 - each chunk is wrapped to 77 as [start] + 75 + [end], padded with the end token (SD1) or, after the first end
   token, the pad token (SD2's "!"); prompts of one batch are padded to the same chunk count with empty chunks.
-The parser below is ours, written from that description; for plain prompts it gives exactly the tokenizer's
-`padding="max_length", max_length=77` ids (what diffusers feeds its text encoder).
+For plain prompts this gives exactly the tokenizer's `padding="max_length", max_length=77` ids (what diffusers
+feeds its text encoder). Slots index one table: the embeddings' vectors stacked in the order they were given.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from services.trainer.engine.init import name_token_ids
+from services.common.prompts.emphasis import BREAK_WEIGHT, parse_emphasis
 
-__all__ = ["CHUNK_TOKENS", "PromptTokens", "TokenBatch", "PromptTokenizer", "parse_emphasis"]
+__all__ = ["CHUNK_TOKENS", "PromptTokens", "TokenBatch", "PromptTokenizer", "trigger_token_ids"]
 
 CHUNK_TOKENS = 75  # prompt tokens per CLIP context, between the start and end tokens
 COMMA_BACKTRACK = 20  # A1111's comma_padding_backtrack default
-_BREAK = -1.0  # weight marking a BREAK piece
 _PLACEHOLDER_ID = 0  # the id a slot carries; its embedding row is replaced, so any id works (A1111 uses 0)
 _CACHE_LIMIT = 50_000
-_EMPHASIS_TOKEN = re.compile(
-    r"\\[\\()\[\]]"  # an escaped bracket or backslash: literal
-    r"|\(|\["  # an opening bracket
-    r"|:\s*([+-]?[.\d]+)\s*\)"  # ":1.3)" closes a round bracket with an explicit weight
-    r"|\)|\]"  # a closing bracket
-    r"|[^\\()\[\]:]+"  # plain text
-    r"|[\\:]"  # a lone backslash or colon: literal
-)
-_BREAK_WORD = re.compile(r"\s*\bBREAK\b\s*")
 
 
-def parse_emphasis(text: str) -> list[tuple[str, float]]:
-    """[(text, weight)] with BREAK pieces as ("BREAK", -1.0). Unclosed brackets apply to the rest of the text."""
-    pieces: list[list[Any]] = []
-    round_open: list[int] = []
-    square_open: list[int] = []
-
-    def scale(start: int, factor: float) -> None:
-        for piece in pieces[start:]:
-            piece[1] *= factor
-
-    for match in _EMPHASIS_TOKEN.finditer(text):
-        token, weight = match.group(0), match.group(1)
-        if token.startswith("\\") and len(token) == 2:
-            pieces.append([token[1], 1.0])
-        elif token == "(":
-            round_open.append(len(pieces))
-        elif token == "[":
-            square_open.append(len(pieces))
-        elif weight is not None and round_open and _is_float(weight):
-            scale(round_open.pop(), float(weight))
-        elif token == ")" and round_open:
-            scale(round_open.pop(), 1.1)
-        elif token == "]" and square_open:
-            scale(square_open.pop(), 1 / 1.1)
-        else:
-            for i, part in enumerate(_BREAK_WORD.split(token)):
-                if i:
-                    pieces.append(["BREAK", _BREAK])
-                pieces.append([part, 1.0])
-    for start in round_open:
-        scale(start, 1.1)
-    for start in square_open:
-        scale(start, 1 / 1.1)
-    merged: list[tuple[str, float]] = []
-    for text_part, weight in pieces:
-        if merged and weight == merged[-1][1] and weight != _BREAK:
-            merged[-1] = (merged[-1][0] + text_part, weight)
-        elif text_part or weight == _BREAK:
-            merged.append((text_part, weight))
-    return merged or [("", 1.0)]
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def trigger_token_ids(tokenizer: Any, trigger: str) -> list[int]:
+    """The ids a trigger word becomes inside a prompt (no start/end tokens, no truncation)."""
+    return list(tokenizer(trigger, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
 
 
 @dataclass(frozen=True)
@@ -99,6 +44,7 @@ class PromptTokens:
     weights: tuple[tuple[float, ...], ...]  # [chunks][77] emphasis multipliers (1.0 when none)
     slots: tuple[tuple[int, ...], ...]  # [chunks][77] the embedding vector index at each slot, -1 elsewhere
     token_count: int  # prompt tokens, without start/end/padding (as A1111 counts them)
+    used: tuple[str, ...] = ()  # the triggers found, in order of first use (A1111 lists these in "TI hashes")
 
     @property
     def chunks(self) -> int:
@@ -131,22 +77,39 @@ class TokenBatch:
 
 
 class PromptTokenizer:
-    """Prompts -> `PromptTokens`, with the trigger word's ids turned into `n_vectors` embedding slots."""
+    """Prompts -> `PromptTokens`, each embedding's trigger turned into its `n_vectors` slots.
 
-    def __init__(self, tokenizer: Any, name: str, n_vectors: int, *, emphasis: str = "original") -> None:
+    `embeddings` maps trigger word -> vector count; slot values index the stacked vectors in that order, so the
+    first embedding's vectors are rows 0..n0-1, the next ones follow.
+    """
+
+    def __init__(self, tokenizer: Any, embeddings: Mapping[str, int], *, emphasis: str = "original") -> None:
         self.tokenizer = tokenizer
-        self.name = name
-        self.n_vectors = n_vectors
         self.emphasis = emphasis
-        self.name_ids = name_token_ids(tokenizer, name)
-        if not self.name_ids:
-            raise ValueError(f"the trigger word {name!r} tokenizes to nothing")
         self.id_start = tokenizer.bos_token_id
         self.id_end = tokenizer.eos_token_id
         self.id_pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.id_end
         self.comma_id = tokenizer.convert_tokens_to_ids(",</w>")
         if self.comma_id == tokenizer.unk_token_id:
             self.comma_id = None
+        self._triggers: dict[int, list[tuple[tuple[int, ...], str, int, int]]] = {}
+        offset = 0
+        seen: dict[tuple[int, ...], str] = {}
+        for trigger, n_vectors in embeddings.items():
+            ids = tuple(trigger_token_ids(tokenizer, trigger))
+            if not ids:
+                raise ValueError(f"the trigger word {trigger!r} tokenizes to nothing: give the embedding a real word")
+            if ids in seen:
+                raise ValueError(
+                    f"the triggers {seen[ids]!r} and {trigger!r} tokenize the same way; give each embedding its own "
+                    "trigger word"
+                )
+            seen[ids] = trigger
+            self._triggers.setdefault(ids[0], []).append((ids, trigger, offset, int(n_vectors)))
+            offset += int(n_vectors)
+        for candidates in self._triggers.values():
+            candidates.sort(key=lambda candidate: -len(candidate[0]))  # the longest match wins, as in A1111
+        self.total_vectors = offset
         self._cache: dict[str, PromptTokens] = {}
 
     def __call__(self, prompt: str) -> PromptTokens:
@@ -185,13 +148,14 @@ class PromptTokenizer:
         return tuple(ids)
 
     def _tokenize(self, prompt: str) -> PromptTokens:
-        parsed = parse_emphasis(prompt) if self.emphasis == "original" else [(prompt, 1.0)]
+        parsed = [(prompt, 1.0)] if self.emphasis == "none" else parse_emphasis(prompt)
         chunks: list[tuple[tuple[int, ...], tuple[float, ...], tuple[int, ...]]] = []
         ids: list[int] = []
         weights: list[float] = []
         slots: list[int] = []
         last_comma = -1
         token_count = 0
+        used: list[str] = []
 
         def close_chunk(is_last: bool = False) -> None:
             nonlocal ids, weights, slots, last_comma, token_count
@@ -202,7 +166,7 @@ class PromptTokenizer:
             ids, weights, slots, last_comma = [], [], [], -1
 
         for text, weight in parsed:
-            if weight == _BREAK and text == "BREAK":
+            if weight == BREAK_WEIGHT and text == "BREAK":
                 close_chunk()
                 continue
             tokens = list(self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
@@ -220,13 +184,17 @@ class PromptTokenizer:
                     ids, weights, slots = (list(part) for part in moved)
                 if len(ids) == CHUNK_TOKENS:
                     close_chunk()
-                if tokens[position : position + len(self.name_ids)] == self.name_ids:
-                    if len(ids) + self.n_vectors > CHUNK_TOKENS:
+                match = self._embedding_at(tokens, position)
+                if match is not None:
+                    trigger_ids, trigger, offset, n_vectors = match
+                    if len(ids) + n_vectors > CHUNK_TOKENS:
                         close_chunk()  # an embedding never straddles two chunks
-                    ids += [_PLACEHOLDER_ID] * self.n_vectors
-                    weights += [weight] * self.n_vectors
-                    slots += list(range(self.n_vectors))
-                    position += len(self.name_ids)
+                    ids += [_PLACEHOLDER_ID] * n_vectors
+                    weights += [weight] * n_vectors
+                    slots += list(range(offset, offset + n_vectors))
+                    position += len(trigger_ids)
+                    if trigger not in used:
+                        used.append(trigger)
                     continue
                 ids.append(token)
                 weights.append(weight)
@@ -239,4 +207,12 @@ class PromptTokenizer:
             weights=tuple(c[1] for c in chunks),
             slots=tuple(c[2] for c in chunks),
             token_count=token_count,
+            used=tuple(used),
         )
+
+    def _embedding_at(self, tokens: list[int], position: int) -> tuple[tuple[int, ...], str, int, int] | None:
+        for candidate in self._triggers.get(tokens[position], ()):
+            trigger_ids = candidate[0]
+            if tuple(tokens[position : position + len(trigger_ids)]) == trigger_ids:
+                return candidate
+        return None
