@@ -4,7 +4,7 @@
     sd = load_stable_diffusion(resolved)                              # services.common.models.loading (imports torch)
 
 Modules: `reference` (reference strings -> ResolvedModel), `store_cache` (store prefixes downloaded once, by
-content), `fingerprint` (sha256 / A1111 short hash, cached), `loading` (frozen SD and BLIP components), `tiny`
+content), `fingerprint` (sha256 / A1111 short hash, cached), `loading` (frozen SD, BLIP and CLIP components), `tiny`
 (+ `tiny_vocab`, `ldm_checkpoint`: the offline test models). This package namespace stays torch-free so that
 `python -m services.common.models.tiny` can skip a current build quickly; import `loading` explicitly.
 """

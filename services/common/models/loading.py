@@ -1,4 +1,4 @@
-"""Load resolved models as frozen modules: Stable Diffusion components and BLIP captioner.
+"""Load resolved models as frozen modules: Stable Diffusion components, BLIP captioner and CLIP scorer.
 
 Every module comes back in eval mode with `requires_grad=False` (textual inversion trains a new embedding row, never
 these weights; a trainer unfreezes what it needs explicitly). A broken folder (missing component, missing weights,
@@ -17,11 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from services.common.models.fingerprint import ModelFingerprint
 from services.common.models.reference import InvalidModel, ResolvedModel
 
-__all__ = ["StableDiffusionComponents", "BlipComponents", "load_stable_diffusion", "load_blip", "sd_family"]
+__all__ = [
+    "StableDiffusionComponents",
+    "BlipComponents",
+    "ClipComponents",
+    "load_stable_diffusion",
+    "load_blip",
+    "load_clip",
+    "sd_family",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +42,8 @@ _COMPONENT_CONFIGS = {
     "tokenizer": "tokenizer_config.json",
 }
 _WEIGHTED = ("unet", "vae", "text_encoder")
-_LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError)
+# SafetensorError (a truncated or corrupt weights file) derives from Exception only, so it is named here.
+_LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, SafetensorError)
 
 
 @dataclass
@@ -57,6 +67,13 @@ class StableDiffusionComponents:
 class BlipComponents:
     processor: Any  # transformers.BlipProcessor
     model: Any  # transformers.BlipForConditionalGeneration
+    fingerprint: ModelFingerprint
+
+
+@dataclass(frozen=True)
+class ClipComponents:
+    processor: Any  # transformers.CLIPProcessor (image processor + CLIP tokenizer)
+    model: Any  # transformers.CLIPModel, frozen
     fingerprint: ModelFingerprint
 
 
@@ -199,3 +216,24 @@ def load_blip(resolved: ResolvedModel, *, device: str | torch.device = "cpu") ->
     except _LOAD_ERRORS as exc:
         raise InvalidModel(f"model {resolved.reference!r}: cannot load BLIP from {resolved.path}: {exc}") from exc
     return BlipComponents(processor=processor, model=_freeze(model, device), fingerprint=resolved.fingerprint)
+
+
+def load_clip(resolved: ResolvedModel, *, device: str | torch.device = "cpu") -> ClipComponents:
+    """CLIPProcessor + CLIPModel (both towers: images and text) of a resolved "transformers" folder, frozen."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    hint = "pass a CLIPModel folder (e.g. openai/clip-vit-large-patch14, or tiny-clip in tests)"
+    if resolved.kind != "transformers":
+        raise InvalidModel(f"model {resolved.reference!r} is a {resolved.kind} model, not CLIP; {hint}")
+    # Checked before loading: CLIPModel.from_pretrained on another architecture only warns and inits at random.
+    model_type = _read_json(resolved.path / "config.json", resolved.reference).get("model_type")
+    if model_type != "clip":
+        raise InvalidModel(
+            f"model {resolved.reference!r}: {resolved.path} holds a {model_type!r} model, not CLIP ('clip'); {hint}"
+        )
+    try:
+        processor = CLIPProcessor.from_pretrained(resolved.path)
+        model = CLIPModel.from_pretrained(resolved.path)
+    except _LOAD_ERRORS as exc:
+        raise InvalidModel(f"model {resolved.reference!r}: cannot load CLIP from {resolved.path}: {exc}") from exc
+    return ClipComponents(processor=processor, model=_freeze(model, device), fingerprint=resolved.fingerprint)

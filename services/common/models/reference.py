@@ -4,7 +4,7 @@
 |-----------------------------------------|----------------------------------------------------------------------|
 | `/models/sd15` (folder, model_index)    | kind "diffusers"                                                     |
 | `/models/x.safetensors`                 | kind "single_file" (SD1.x original format), needs a config reference |
-| `/models/blip` (config.json, blip)      | kind "transformers"                                                  |
+| `/models/blip` (config.json, blip/clip) | kind "transformers" (BLIP captioners, CLIP scorers)                 |
 | `store:<prefix>`                        | the prefix in the service's own store, cached locally (store_cache)   |
 | `s3://bucket/prefix`, `file:///dir`     | a store opened from the URL, cached locally the same way             |
 | `org/name[@rev]`, `hf:org/name[@rev]`   | a snapshot already in the local Hugging Face cache (no network)      |
@@ -90,15 +90,15 @@ def _classify(path: Path, reference: str) -> str:
                 raise InvalidModel(
                     f"model {reference!r}: {config} is not valid JSON ({exc}); repair or re-download it"
                 ) from exc
-            if model_type == "blip":
+            if model_type in ("blip", "clip"):
                 return "transformers"
             raise InvalidModel(
-                f"model {reference!r}: {config} has model_type {model_type!r}; only BLIP ('blip') transformers "
-                "folders are supported here, or pass a diffusers pipeline folder (with model_index.json)"
+                f"model {reference!r}: {config} has model_type {model_type!r}; only BLIP ('blip') and CLIP ('clip') "
+                "transformers folders are supported here, or pass a diffusers pipeline folder (with model_index.json)"
             )
         raise InvalidModel(
             f"model {reference!r}: folder {path} holds neither model_index.json (a diffusers Stable Diffusion folder) "
-            "nor config.json (a BLIP folder); pass the model's top folder or a .safetensors checkpoint"
+            "nor config.json (a BLIP or CLIP folder); pass the model's top folder or a .safetensors checkpoint"
         )
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:

@@ -3,7 +3,8 @@
     python -m services.common.models.tiny --out models/
 
 writes `tiny-sd/` (a StableDiffusionPipeline folder, SD1.x-shaped), `tiny-sd.safetensors` (the same weights as one
-original-format SD1.x checkpoint) and `tiny-blip/` (BlipForConditionalGeneration + BlipProcessor). Weights are random
+original-format SD1.x checkpoint), `tiny-blip/` (BlipForConditionalGeneration + BlipProcessor) and `tiny-clip/`
+(CLIPModel + CLIPProcessor with the tiny SD's tokenizer, for savepoint scoring). Weights are random
 but seeded: two builds give byte-identical weight files. A stamp file written last marks a complete build of
 `BUILD_VERSION` by this builder source; a build with the current stamp is reused, anything else is rebuilt.
 
@@ -35,9 +36,9 @@ log = logging.getLogger(__name__)
 
 # Bump whenever the architecture, vocab, seeds or layout change. The stamp also records a digest of the builder's
 # source and library versions, so a build from edited code is rebuilt even if this was forgotten.
-BUILD_VERSION = 3
+BUILD_VERSION = 4
 STAMP_NAME = "tiny-models.stamp.json"
-_ENTRIES = ("tiny-sd", "tiny-sd.safetensors", "tiny-blip")
+_ENTRIES = ("tiny-sd", "tiny-sd.safetensors", "tiny-blip", "tiny-clip")
 SEED = 0
 
 # SD1.5's scheduler_config.json. `clip_sample` is not a PNDMScheduler argument but SD1.5 ships it, and it matters
@@ -56,9 +57,10 @@ SD15_SCHEDULER = dict(
 
 
 def tiny_model_paths(out_dir: Path) -> dict[str, Path]:
-    """Where a build in `out_dir` keeps each model: keys `sd`, `sd_single_file`, `blip`."""
+    """Where a build in `out_dir` keeps each model: keys `sd`, `sd_single_file`, `blip`, `clip`."""
     out_dir = Path(out_dir)
-    return {"sd": out_dir / "tiny-sd", "sd_single_file": out_dir / "tiny-sd.safetensors", "blip": out_dir / "tiny-blip"}
+    names = {"sd": "tiny-sd", "sd_single_file": "tiny-sd.safetensors", "blip": "tiny-blip", "clip": "tiny-clip"}
+    return {key: out_dir / name for key, name in names.items()}
 
 
 def _builder_digest() -> str:
@@ -233,6 +235,46 @@ def _make_image_dependent(model) -> None:
                 weight.copy_(torch.randn(weight.shape, generator=generator) * 0.2)
 
 
+def build_tiny_clip(folder: Path, *, image_size: int = 32) -> None:
+    """CLIPModel + CLIPProcessor (PIL image backend: there is no torchvision) with the tiny SD's CLIP tokenizer, so
+    prompts that the tiny SD understands tokenize the same way when they are scored."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    with tempfile.TemporaryDirectory(prefix=".tiny-clip-tokenizer-") as tmp:
+        tokenizer = _clip_tokenizer(Path(tmp) / "tokenizer")  # read into memory; the processor saves it again
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=image_size,
+            patch_size=8,
+        ),
+        projection_dim=32,
+    )
+    torch.manual_seed(SEED + 5)
+    model = CLIPModel(config)
+    square = {"height": image_size, "width": image_size}
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=square)
+    folder.mkdir(parents=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+
+
 def _normalize_modes(root: Path) -> None:
     """Ordinary umask-respecting modes: some writers create 0600 files, and the folder may be shared read-only."""
     umask = os.umask(0)
@@ -272,6 +314,7 @@ def build_tiny_models(out_dir: Path, *, force: bool = False) -> dict[str, Path]:
             with torch.random.fork_rng(devices=[]):
                 build_tiny_sd(tmp_dir / "tiny-sd", tmp_dir / "tiny-sd.safetensors")
                 build_tiny_blip(tmp_dir / "tiny-blip")
+                build_tiny_clip(tmp_dir / "tiny-clip")
             _normalize_modes(tmp_dir)
             for name in _ENTRIES:
                 target = out_dir / name

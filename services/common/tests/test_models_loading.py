@@ -7,7 +7,8 @@ import shutil
 import pytest
 import torch
 
-from services.common.models.loading import load_blip, load_stable_diffusion, sd_family
+from services.common.models.fingerprint import fingerprint_path
+from services.common.models.loading import load_blip, load_clip, load_stable_diffusion, sd_family
 from services.common.models.reference import InvalidModel, resolve_model
 
 
@@ -100,3 +101,26 @@ def test_family_rules():
     assert sd_family(Config(768, "quick_gelu")) == "sd1"
     assert sd_family(Config(1024, "gelu")) == "sd2"
     assert sd_family(Config(32, "quick_gelu")) == "sd1"
+
+
+def test_load_clip(tiny_models, cache_dir):
+    clip = load_clip(resolve_model(str(tiny_models["clip"]), cache_dir=cache_dir))
+    _assert_frozen(clip.model)
+    assert type(clip.model).__name__ == "CLIPModel" and clip.model.config.projection_dim == 32
+    assert clip.fingerprint == fingerprint_path(tiny_models["clip"])
+    with torch.no_grad():
+        text = clip.model.get_text_features(**clip.processor(text=["a dog"], return_tensors="pt"))
+    assert text.pooler_output.shape == (1, 32)
+
+
+def test_load_clip_refuses_other_models(tiny_models, tmp_path, cache_dir):
+    with pytest.raises(InvalidModel, match=r"holds a 'blip' model, not CLIP .*pass a CLIPModel folder") as info:
+        load_clip(resolve_model(str(tiny_models["blip"]), cache_dir=cache_dir))
+    assert str(tiny_models["blip"]) in str(info.value)
+    with pytest.raises(InvalidModel, match=r"is a diffusers model, not CLIP"):
+        load_clip(resolve_model(str(tiny_models["sd"]), cache_dir=cache_dir))
+    broken = tmp_path / "broken-clip"
+    shutil.copytree(tiny_models["clip"], broken)
+    (broken / "model.safetensors").write_bytes(b"truncated")
+    with pytest.raises(InvalidModel, match=r"cannot load CLIP from .*broken-clip"):
+        load_clip(resolve_model(str(broken), cache_dir=cache_dir))

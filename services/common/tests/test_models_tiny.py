@@ -24,9 +24,11 @@ def test_two_builds_are_byte_identical(fresh_build, tmp_path):
     again = tiny.build_tiny_models(tmp_path / "again")
     for name, path in fresh_build.items():
         assert fingerprint_path(path) == fingerprint_path(again[name]), name
-    weights = sorted(p.relative_to(fresh_build["sd"]) for p in fresh_build["sd"].rglob("*") if p.is_file())
-    for rel in weights:
-        assert (fresh_build["sd"] / rel).read_bytes() == (again["sd"] / rel).read_bytes(), rel
+    for key in ("sd", "clip"):
+        files = sorted(p.relative_to(fresh_build[key]) for p in fresh_build[key].rglob("*") if p.is_file())
+        assert files, key
+        for rel in files:
+            assert (fresh_build[key] / rel).read_bytes() == (again[key] / rel).read_bytes(), (key, rel)
 
 
 def test_layout_is_the_save_pretrained_one(tiny_models):
@@ -139,13 +141,32 @@ def test_cli_builds_and_skips(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # main() sets it otherwise: keep the env unchanged
     monkeypatch.setattr(tiny, "build_tiny_sd", lambda *a: calls.append(a) or _fake_sd(*a))
     monkeypatch.setattr(tiny, "build_tiny_blip", lambda folder: folder.mkdir())
+    monkeypatch.setattr(tiny, "build_tiny_clip", lambda folder: folder.mkdir())
     assert tiny.main(["--out", str(tmp_path / "m")]) == 0
     assert tiny.main(["--out", str(tmp_path / "m")]) == 0
     assert len(calls) == 1
-    expected = [".tiny-models.lock", "tiny-blip", tiny.STAMP_NAME, "tiny-sd", "tiny-sd.safetensors"]
+    expected = [".tiny-models.lock", "tiny-blip", "tiny-clip", tiny.STAMP_NAME, "tiny-sd", "tiny-sd.safetensors"]
     assert sorted(os.listdir(tmp_path / "m")) == expected
 
 
 def _fake_sd(folder, single_file):
     folder.mkdir()
     single_file.write_bytes(b"x")
+
+
+def test_clip_scores_images_and_texts(tiny_models):
+    from transformers import CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    processor = CLIPProcessor.from_pretrained(tiny_models["clip"])
+    model = CLIPModel.from_pretrained(tiny_models["clip"]).eval()
+    assert type(processor.image_processor).__name__ == "CLIPImageProcessorPil"  # no torchvision: the PIL backend
+    sd_tokenizer = CLIPTokenizer.from_pretrained(tiny_models["sd"] / "tokenizer")
+    assert processor.tokenizer("a photo of a woman").input_ids == sd_tokenizer("a photo of a woman").input_ids
+    assert (model.config.projection_dim, model.config.vision_config.image_size) == (32, 32)
+    images = [Image.new("RGB", (48, 40), colour) for colour in ("red", "blue")]
+    with torch.no_grad():
+        pixels = processor(images=images, return_tensors="pt").pixel_values
+        assert pixels.shape == (2, 3, 32, 32)
+        out = model(pixel_values=pixels, **processor(text=["a red circle"], return_tensors="pt"))
+    assert out.image_embeds.shape == (2, 32) and out.text_embeds.shape == (1, 32)
+    assert not torch.allclose(out.image_embeds[0], out.image_embeds[1], atol=1e-3)  # features depend on the image
