@@ -1,8 +1,9 @@
 """pytest plugin: the deterministic tiny models, built at most once per session.
 
-`tiny_models` -> {"sd": Path, "sd_single_file": Path, "blip": Path, "clip": Path}. It reuses `<repo>/models/` when `make models`
-built it with the current BUILD_VERSION (stamp present), and otherwise builds into a session temp folder, so a bare
-`pytest` on a fresh clone works too (a build takes a few seconds). Treat the files as read-only: copy before editing.
+`tiny_models` -> {"sd": Path, "sd_single_file": Path, "blip": Path, "clip": Path}. It reuses `<repo>/models/`
+when `make models` built it with the current BUILD_VERSION (stamp present), and otherwise builds into a session temp
+folder, so a bare `pytest` on a fresh clone works too (a build takes a few seconds). Treat the files as read-only:
+copy before editing.
 """
 
 from __future__ import annotations
