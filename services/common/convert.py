@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.common.diagnostics import Diagnostic
 from services.common.errors import InvalidArgument
-from services.common.models import ModelFingerprint
+from services.common.models import ModelFingerprint, model_display_name
 from services.common.storage import Store
 from tistudio.common.v1 import common_pb2
 
@@ -64,8 +64,10 @@ def progress_to_proto(completed: int, total: int) -> common_pb2.Progress:
 
 def model_info(reference: str, fingerprint: ModelFingerprint, **fields) -> common_pb2.ModelInfo:
     """ModelInfo with the display name A1111 shows: the folder or file name without its extension."""
-    name = reference.removeprefix("hf:").split("@")[0].rstrip("/").rsplit("/", 1)[-1]
-    name = name.removesuffix(".safetensors").removesuffix(".ckpt")
     return common_pb2.ModelInfo(
-        reference=reference, name=name, sha256=fingerprint.sha256, short_hash=fingerprint.short_hash, **fields
+        reference=reference,
+        name=model_display_name(reference),
+        sha256=fingerprint.sha256,
+        short_hash=fingerprint.short_hash,
+        **fields,
     )

@@ -2,6 +2,10 @@
 
 Each model loads once, even when concurrent requests ask for it at the same moment: the first caller loads, the
 others wait on that key's lock and share the result. Requests for other models are not held up meanwhile.
+
+With a memory budget, the least recently used models are dropped when a new load takes the total (the bytes of
+their parameters and buffers) over it; the model just loaded always stays. A request still holding a dropped model
+finishes with it: the memory is freed when the last user lets go.
 """
 
 from __future__ import annotations
@@ -10,17 +14,27 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from services.common.models.loading import BlipComponents, StableDiffusionComponents, load_blip, load_stable_diffusion
+import torch
+
+from services.common.models.loading import (
+    BlipComponents,
+    ClipComponents,
+    StableDiffusionComponents,
+    load_blip,
+    load_clip,
+    load_stable_diffusion,
+)
 from services.common.models.reference import ResolvedModel, resolve_model
 from services.common.runtime import ServiceContext
 from services.common.settings import EnvReader
 from services.common.storage import Store
 
-__all__ = ["ModelPool", "stable_diffusion_pool"]
+__all__ = ["ModelPool", "footprint_bytes", "stable_diffusion_pool"]
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +49,17 @@ class ModelPool:
         *,
         device: str = "cpu",
         env: Mapping[str, str] = os.environ,
+        memory_budget_bytes: int | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._cache_dir = cache_dir
         self._device = device
         self._env = env
-        self._models: dict[tuple[str, str, str], Any] = {}
+        self._budget = memory_budget_bytes
+        self._on_change = on_change
+        self._models: OrderedDict[tuple[str, str, str], Any] = OrderedDict()  # least recently used first
+        self._sizes: dict[tuple[str, str, str], int] = {}
         self._key_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -56,6 +75,13 @@ class ModelPool:
     def blip(self, reference: str) -> BlipComponents:
         return self._get(("blip", reference, ""), lambda resolved: load_blip(resolved, device=self._device))
 
+    def clip(self, reference: str) -> ClipComponents:
+        return self._get(("clip", reference, ""), lambda resolved: load_clip(resolved, device=self._device))
+
+    def loaded_bytes(self) -> int:
+        with self._lock:
+            return sum(self._sizes.values())
+
     def loaded(self) -> list[tuple[str, str]]:
         """(kind, reference) of every loaded model."""
         with self._lock:
@@ -64,11 +90,13 @@ class ModelPool:
     def _get(self, key: tuple[str, str, str], load: Callable[[ResolvedModel], T]) -> T:
         with self._lock:
             if key in self._models:
+                self._models.move_to_end(key)
                 return self._models[key]
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
             with self._lock:
                 if key in self._models:
+                    self._models.move_to_end(key)
                     return self._models[key]
             kind, reference, config = key
             started = time.monotonic()
@@ -87,7 +115,36 @@ class ModelPool:
             )
             with self._lock:
                 self._models[key] = model
+                self._sizes[key] = footprint_bytes(model)
+                self._evict(keep=key)
+            if self._on_change is not None:
+                self._on_change()
             return model
+
+    def _evict(self, *, keep: tuple[str, str, str]) -> None:
+        if self._budget is None:
+            return
+        for key in list(self._models):
+            if sum(self._sizes.values()) <= self._budget:
+                return
+            if key != keep:
+                del self._models[key]
+                size = self._sizes.pop(key)
+                log.info(
+                    "dropped %s model to stay within the memory budget",
+                    key[0],
+                    extra={"reference": key[1], "bytes": size},
+                )
+
+
+def footprint_bytes(model: Any) -> int:
+    """Bytes of the parameters and buffers of every torch module among `model`'s fields."""
+    total = 0
+    for value in vars(model).values():
+        if isinstance(value, torch.nn.Module):
+            tensors = [*value.parameters(), *value.buffers()]
+            total += sum(t.numel() * t.element_size() for t in tensors)
+    return total
 
 
 def stable_diffusion_pool(context: ServiceContext) -> tuple[ModelPool, Callable[[], None]]:

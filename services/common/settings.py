@@ -28,7 +28,15 @@ from services.common.auth import Token, load_tokens
 from services.common.errors import InvalidArgument
 from services.common.tls import CERT_ENV, CLIENT_CA_ENV, KEY_ENV
 
-__all__ = ["ServerSettings", "EnvReader", "grpc_channel_options", "DEFAULT_PORTS", "DEFAULT_METRICS_PORTS"]
+__all__ = [
+    "ServerSettings",
+    "EnvReader",
+    "grpc_channel_options",
+    "positive_int",
+    "positive_float",
+    "DEFAULT_PORTS",
+    "DEFAULT_METRICS_PORTS",
+]
 
 DEFAULT_PORTS = {"caption": 50051, "trainer": 50052, "preview": 50053}
 DEFAULT_METRICS_PORTS = {"caption": 9451, "trainer": 9452, "preview": 9453}
@@ -97,11 +105,11 @@ class ServerSettings:
             tls_client_ca=tls_client_ca,
             auth_tokens=load_tokens(env),
             max_message_bytes=get.parse(
-                "TISTUDIO_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, _positive_int, "a whole number of bytes > 0"
+                "TISTUDIO_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, positive_int, "a whole number of bytes > 0"
             ),
             drain_seconds=get.parse("TISTUDIO_DRAIN_SECONDS", 5.0, _seconds, "a number of seconds >= 0"),
             grace_seconds=get.parse("TISTUDIO_GRACE_SECONDS", 30.0, _seconds, "a number of seconds >= 0"),
-            max_workers=get.parse("TISTUDIO_MAX_WORKERS", 16, _positive_int, "a whole number > 0"),
+            max_workers=get.parse("TISTUDIO_MAX_WORKERS", 16, positive_int, "a whole number > 0"),
             log_level=get.parse("TISTUDIO_LOG_LEVEL", "INFO", _level, ", ".join(_LOG_LEVELS)),
         )
 
@@ -133,9 +141,18 @@ def _port(raw: str) -> int:
     return value
 
 
-def _positive_int(raw: str) -> int:
+def positive_int(raw: str) -> int:
+    """An `EnvReader.parse` converter: a whole number above 0."""
     value = int(raw)
     if value <= 0:
+        raise ValueError(raw)
+    return value
+
+
+def positive_float(raw: str) -> float:
+    """An `EnvReader.parse` converter: a finite number above 0."""
+    value = float(raw)
+    if not 0 < value < float("inf"):  # also rejects NaN
         raise ValueError(raw)
     return value
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from services.common.model_pool import stable_diffusion_pool
 from services.common.runtime import ServiceContext, ServiceDefinition, ServiceParts
-from services.common.settings import EnvReader
+from services.common.settings import EnvReader, positive_int
 from services.common.storage import RetryingStore, RetryPolicy
 from services.trainer.jobs import EventLog, JobRunner, JobStore
 from services.trainer.metrics import TrainerMetrics
@@ -30,7 +30,7 @@ __all__ = ["DEFINITION"]
 
 def build(context: ServiceContext) -> ServiceParts:
     read = EnvReader(context.env)
-    concurrency = read.parse("TISTUDIO_TRAINER_CONCURRENCY", 1, _positive_int, "a whole number of jobs, at least 1")
+    concurrency = read.parse("TISTUDIO_TRAINER_CONCURRENCY", 1, positive_int, "a whole number of jobs, at least 1")
     models, preload = stable_diffusion_pool(context)
     # Every trainer store operation rides out short outages; a longer one pauses the job (training_job.py).
     store = RetryingStore(context.store, RetryPolicy.from_env(context.env))
@@ -62,13 +62,6 @@ def build(context: ServiceContext) -> ServiceParts:
         load=load,
         shutdown=shutdown,
     )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
 
 
 DEFINITION = ServiceDefinition(

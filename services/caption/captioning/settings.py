@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from services.common.errors import InvalidArgument
-from services.common.settings import EnvReader
+from services.common.settings import EnvReader, positive_int
 
 __all__ = ["GenerationSettings", "BatchingSettings", "MAX_BEAMS", "MAX_NEW_TOKENS"]
 
@@ -100,19 +100,12 @@ class BatchingSettings:
         read = EnvReader(env)
         return cls(
             max_batch_size=read.parse(
-                "TISTUDIO_CAPTION_MAX_BATCH", cls.max_batch_size, _positive_int, "a whole number >= 1 (1 = off)"
+                "TISTUDIO_CAPTION_MAX_BATCH", cls.max_batch_size, positive_int, "a whole number >= 1 (1 = off)"
             ),
             max_delay_seconds=read.parse(
                 "TISTUDIO_CAPTION_MAX_DELAY_MS", cls.max_delay_seconds, _milliseconds, "milliseconds >= 0, e.g. 10"
             ),
         )
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise ValueError(raw)
-    return value
 
 
 def _milliseconds(raw: str) -> float:

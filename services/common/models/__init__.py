@@ -17,6 +17,7 @@ from services.common.models.reference import (
     ResolvedModel,
     default_cache_dir,
     hf_hub_cache_dir,
+    model_display_name,
     resolve_model,
 )
 
@@ -30,5 +31,6 @@ __all__ = [
     "default_cache_dir",
     "fingerprint_path",
     "hf_hub_cache_dir",
+    "model_display_name",
     "resolve_model",
 ]

@@ -37,11 +37,20 @@ __all__ = [
     "DEFAULT_SD_CONFIG",
     "default_cache_dir",
     "hf_hub_cache_dir",
+    "model_display_name",
     "resolve_model",
 ]
 
 DEFAULT_SD_CONFIG = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+def model_display_name(reference: str) -> str:
+    """The name A1111 shows for a model (infotext "Model:"): the folder or file name without its extension."""
+    name = reference.removeprefix("hf:").split("@")[0].rstrip("/").rsplit("/", 1)[-1]
+    return name.removesuffix(".safetensors").removesuffix(".ckpt")
+
+
 _HF_ID = re.compile(r"^(?:hf:)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w.\-/]+))?$")
 _URL = re.compile(r"^(?P<scheme>s3|file)://")
 

@@ -8,7 +8,6 @@ vocabulary ("woman") would replace that word in every prompt: we refuse it and s
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import Any
 
 import torch
@@ -16,6 +15,7 @@ import torch
 from services.common.embeddings import MAX_VECTORS, META_SD_CHECKPOINT, META_SD_CHECKPOINT_NAME, Embedding
 from services.common.errors import InvalidArgument
 from services.common.prompts import trigger_token_ids
+from services.common.version import tool_version
 
 __all__ = [
     "META_BASE_MODEL",
@@ -24,7 +24,6 @@ __all__ = [
     "META_TOOL_VERSION",
     "create_embedding",
     "suggest_name",
-    "tool_version",
     "validate_name",
 ]
 
@@ -35,13 +34,6 @@ META_TOOL_VERSION = "tool_version"
 MAX_NAME_LENGTH = 64
 _NAME_PUNCTUATION = "._-"  # A1111 keeps alphanumerics and "._- " in names; spaces would make two words
 _LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
-
-
-def tool_version() -> str:
-    try:
-        return f"tistudio {importlib.metadata.version('tistudio')}"
-    except importlib.metadata.PackageNotFoundError:
-        return "tistudio (source)"
 
 
 def _is_one_token(tokenizer: Any, name: str) -> bool:

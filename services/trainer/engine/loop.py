@@ -41,6 +41,7 @@ from services.common.embeddings import Embedding, check_compatible, read_embeddi
 from services.common.errors import InvalidArgument
 from services.common.prompts import PromptTokenizer, TextConditioner
 from services.common.storage import Store
+from services.common.version import tool_version
 from services.trainer.engine.data import BatchPlan, DataCursor, PromptSource, list_training_images
 from services.trainer.engine.events import (
     PhaseReport,
@@ -51,7 +52,7 @@ from services.trainer.engine.events import (
     TrainingEvents,
     TrainingOutOfMemory,
 )
-from services.trainer.engine.init import META_FAMILY, tool_version
+from services.trainer.engine.init import META_FAMILY
 from services.trainer.engine.latents import EncodedDataset, encode_dataset
 from services.trainer.engine.objective import NoiseSchedule, add_noise, loss_per_sample
 from services.trainer.engine.precision import Precision, place_components, resolve_precision

@@ -84,14 +84,16 @@ class GenerateRequest(_message.Message):
     def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[EmbeddingRef, _Mapping]]] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[SamplingSettings, _Mapping]] = ..., batch_size: _Optional[int] = ..., output: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., include_data: _Optional[bool] = ...) -> None: ...
 
 class GeneratedImage(_message.Message):
-    __slots__ = ("image", "seed", "infotext")
+    __slots__ = ("image", "seed", "infotext", "stored")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     INFOTEXT_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.ImageData
     seed: int
     infotext: str
-    def __init__(self, image: _Optional[_Union[_common_pb2.ImageData, _Mapping]] = ..., seed: _Optional[int] = ..., infotext: _Optional[str] = ...) -> None: ...
+    stored: _common_pb2.StorageRef
+    def __init__(self, image: _Optional[_Union[_common_pb2.ImageData, _Mapping]] = ..., seed: _Optional[int] = ..., infotext: _Optional[str] = ..., stored: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("images", "model")
@@ -176,14 +178,16 @@ class ContactSheetRequest(_message.Message):
     def __init__(self, kind: _Optional[_Union[SheetKind, str]] = ..., job_output: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., prompt_index: _Optional[int] = ..., columns: _Optional[_Union[SheetColumns, str]] = ..., dataset: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., embedding: _Optional[_Union[EmbeddingRef, _Mapping]] = ..., template: _Optional[str] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[SamplingSettings, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., cell_size: _Optional[int] = ..., include_data: _Optional[bool] = ...) -> None: ...
 
 class ContactSheetResponse(_message.Message):
-    __slots__ = ("sheet", "rows", "columns")
+    __slots__ = ("sheet", "rows", "columns", "stored")
     SHEET_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
     sheet: _common_pb2.ImageData
     rows: int
     columns: int
-    def __init__(self, sheet: _Optional[_Union[_common_pb2.ImageData, _Mapping]] = ..., rows: _Optional[int] = ..., columns: _Optional[int] = ...) -> None: ...
+    stored: _common_pb2.StorageRef
+    def __init__(self, sheet: _Optional[_Union[_common_pb2.ImageData, _Mapping]] = ..., rows: _Optional[int] = ..., columns: _Optional[int] = ..., stored: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ...) -> None: ...
 
 class EvaluateRequest(_message.Message):
     __slots__ = ("model", "clip_model", "savepoints", "dataset", "edit_prompts", "seeds", "sampling", "editability_margin", "output")
@@ -220,13 +224,15 @@ class SavepointScore(_message.Message):
     def __init__(self, savepoint: _Optional[_Union[EmbeddingRef, _Mapping]] = ..., step: _Optional[int] = ..., fidelity: _Optional[float] = ..., editability: _Optional[float] = ...) -> None: ...
 
 class EvaluateResponse(_message.Message):
-    __slots__ = ("scores", "recommended_index", "table", "chart")
+    __slots__ = ("scores", "recommended_index", "table", "chart", "chart_stored")
     SCORES_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDED_INDEX_FIELD_NUMBER: _ClassVar[int]
     TABLE_FIELD_NUMBER: _ClassVar[int]
     CHART_FIELD_NUMBER: _ClassVar[int]
+    CHART_STORED_FIELD_NUMBER: _ClassVar[int]
     scores: _containers.RepeatedCompositeFieldContainer[SavepointScore]
     recommended_index: int
     table: _common_pb2.StorageRef
     chart: _common_pb2.ImageData
-    def __init__(self, scores: _Optional[_Iterable[_Union[SavepointScore, _Mapping]]] = ..., recommended_index: _Optional[int] = ..., table: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., chart: _Optional[_Union[_common_pb2.ImageData, _Mapping]] = ...) -> None: ...
+    chart_stored: _common_pb2.StorageRef
+    def __init__(self, scores: _Optional[_Iterable[_Union[SavepointScore, _Mapping]]] = ..., recommended_index: _Optional[int] = ..., table: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ..., chart: _Optional[_Union[_common_pb2.ImageData, _Mapping]] = ..., chart_stored: _Optional[_Union[_common_pb2.StorageRef, _Mapping]] = ...) -> None: ...
