@@ -15,6 +15,7 @@ __all__ = [
     "storage_ref",
     "progress_to_proto",
     "model_info",
+    "family_to_proto",
 ]
 
 # Training and preprocessing size per model family (A1111: 512 for SD1.x and SD2-base, 768 for SD2-768; SDXL 1024).
@@ -60,6 +61,16 @@ def storage_ref(key: str) -> common_pb2.StorageRef:
 
 def progress_to_proto(completed: int, total: int) -> common_pb2.Progress:
     return common_pb2.Progress(completed=completed, total=total)
+
+
+_FAMILIES = {"sd1": common_pb2.MODEL_FAMILY_SD1, "sdxl": common_pb2.MODEL_FAMILY_SDXL}
+
+
+def family_to_proto(family: str, prediction_type: str) -> int:
+    """ModelFamily from the loaded model's family ("sd1", "sd2", "sdxl") and its scheduler's prediction type."""
+    if family == "sd2":  # SD2 768 is the v-prediction model; the 512 base predicts epsilon
+        return common_pb2.MODEL_FAMILY_SD2_768 if prediction_type == "v_prediction" else common_pb2.MODEL_FAMILY_SD2_512
+    return _FAMILIES.get(family, common_pb2.MODEL_FAMILY_UNSPECIFIED)
 
 
 def model_info(reference: str, fingerprint: ModelFingerprint, **fields) -> common_pb2.ModelInfo:

@@ -9,14 +9,13 @@ touches the base model: the vectors go into the prompt at their slots (`services
 
 from __future__ import annotations
 
-import posixpath
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 
-from services.common.embeddings import Embedding, check_compatible, file_hashes, read_embedding
+from services.common.embeddings import Embedding, EmbeddingError, check_compatible, file_hashes, read_embedding
 from services.common.errors import NotFound
 from services.common.storage import ObjectNotFound, Store
 
@@ -64,7 +63,11 @@ class EmbeddingLibrary:
                 self._cache.move_to_end(cache_key)
                 return cached
         data = self._store.get(key)
-        embedding, _ = read_embedding(data, filename=posixpath.basename(key), name=trigger or None)
+        try:
+            embedding, _ = read_embedding(data, filename=key, name=trigger or None)
+        except EmbeddingError as exc:
+            exc.field = exc.field or field  # the message names the file; the field says which request entry
+            raise
         loaded = LoadedEmbedding(key, embedding, file_hashes(data)[1])
         with self._lock:
             self._cache[cache_key] = loaded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from services.common.convert import model_info, own_store_key, storage_ref
+from services.common.convert import family_to_proto, model_info, own_store_key, storage_ref
 from services.common.errors import InvalidArgument
 from services.preview import convert
 from services.preview.contact_sheets import final_exam, progress_sheet
@@ -32,9 +32,16 @@ class PreviewServicer(preview_pb2_grpc.PreviewServiceServicer):
         if request.include_data:
             convert.inline_budget([len(f.rendered.png) for f in files], self._max_message_bytes)
         model = self._studio.model(spec.model, spec.model_config)
+        components = model.components
         return pb.GenerateResponse(
             images=[convert.generated_image(f, inline=request.include_data) for f in files],
-            model=model_info(model.reference, model.components.fingerprint),
+            model=model_info(
+                model.reference,
+                components.fingerprint,
+                family=family_to_proto(components.family, components.prediction_type),
+                prediction_type=components.prediction_type,
+                embedding_dims=model.embedding_dims,
+            ),
         )
 
     def RenderPreviews(

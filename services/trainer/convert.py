@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.convert import diagnostic_to_proto, own_store_key, storage_ref
+from services.common.convert import diagnostic_to_proto, family_to_proto, own_store_key, storage_ref
 from services.common.embeddings import EmbeddingFormat
 from services.common.errors import InvalidArgument
 from services.common.storage import Store
@@ -77,7 +77,6 @@ _NON_FINITE_NUMBERS = {text: number for number, text in _NON_FINITE.items()}
 _SAMPLERS = _by_name(common_pb2, "SAMPLER_", SAMPLERS)
 _SAMPLER_NUMBERS = {text: number for number, text in _SAMPLERS.items()}
 _MODEL_KEYS = ("reference", "name", "family", "sha256", "short_hash", "prediction_type", "embedding_dims")
-_FAMILIES = {"sd1": common_pb2.MODEL_FAMILY_SD1, "sdxl": common_pb2.MODEL_FAMILY_SDXL}
 
 
 @dataclass(frozen=True)
@@ -214,12 +213,6 @@ def training_spec_to_proto(job: JobSpec, *, embedding_key: str) -> pb.TrainingSp
     return out
 
 
-def _family(family: str, prediction_type: str) -> int:
-    if family == "sd2":  # SD2 768 is the v-prediction model; the 512 base predicts epsilon
-        return common_pb2.MODEL_FAMILY_SD2_768 if prediction_type == "v_prediction" else common_pb2.MODEL_FAMILY_SD2_512
-    return _FAMILIES.get(family, common_pb2.MODEL_FAMILY_UNSPECIFIED)
-
-
 def model_identity_to_proto(identity: ModelIdentity) -> common_pb2.ModelInfo:
     return _model_info(**{name: getattr(identity, name) for name in _MODEL_KEYS})
 
@@ -231,7 +224,10 @@ def model_record_to_proto(model: Mapping[str, Any]) -> common_pb2.ModelInfo:
 
 def _model_info(*, family: str = "", prediction_type: str = "", embedding_dims=(), **text: str) -> common_pb2.ModelInfo:
     return common_pb2.ModelInfo(
-        family=_family(family, prediction_type), prediction_type=prediction_type, embedding_dims=embedding_dims, **text
+        family=family_to_proto(family, prediction_type),
+        prediction_type=prediction_type,
+        embedding_dims=embedding_dims,
+        **text,
     )
 
 
