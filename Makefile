@@ -53,7 +53,7 @@ lint: $(VENV)/.installed protos-check
 	$(PY) -m ruff check $(PY_SOURCES)
 	$(PY) -m ruff format --check $(PY_SOURCES)
 
-# Deterministic tiny SD1.x and BLIP models with random weights, in the real save_pretrained layouts.
+# Deterministic tiny SD1.x, BLIP and CLIP models with random weights, in the real save_pretrained layouts.
 models: $(VENV)/.installed
 	$(PY) -m services.common.models.tiny --out $(MODELS)
 

@@ -100,7 +100,7 @@ def test_sigterm_mid_job_loses_no_steps_and_the_next_trainer_finishes_it_exactly
     second = Trainer(tmp_path, tiny_models["sd"])
     try:
         events = list(
-            second.stub.WatchJob(pb.WatchJobRequest(job_id=job.job_id, after_sequence=seen_sequence), timeout=120)
+            second.stub.WatchJob(pb.WatchJobRequest(job_id=job.job_id, after_sequence=seen_sequence), timeout=300)
         )
         assert events[0].sequence == seen_sequence + 1
         assert [e.sequence for e in events] == list(range(seen_sequence + 1, seen_sequence + 1 + len(events)))
