@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-slow venv protos protos-check lint models lock clean bench-caption bench-train
+.PHONY: demo test test-slow venv protos protos-check lint models lock clean bench-caption bench-train bench-preview
 
 demo: $(VENV)/.installed models
 	$(PY) -m tistudio_client.demo --models $(MODELS) --out demo-out
@@ -67,6 +67,11 @@ bench-caption: $(VENV)/.installed
 # present. Not part of `make test`. Extra flags: BENCH_TRAIN_ARGS=...
 bench-train: $(VENV)/.installed models
 	$(PY) -m services.trainer.bench --json .cache/bench/train.json $(BENCH_TRAIN_ARGS)
+
+# Preview service overhead vs the diffusers pipeline called directly (tiny and SD1.5-shaped models), and the
+# embedding swap time. Not part of `make test`. Extra flags: BENCH_PREVIEW_ARGS=...
+bench-preview: $(VENV)/.installed models
+	$(PY) -m services.preview.bench --json .cache/bench/preview.json $(BENCH_PREVIEW_ARGS)
 
 # Re-pin every transitive dependency after changing requirements.txt.
 lock: $(VENV)/.installed

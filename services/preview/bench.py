@@ -23,6 +23,11 @@ using a file minus the repeat request right after it (cached); these requests us
 `--swap-size` px so that milliseconds are not lost in sampling noise. Goal: no base-model reload (the service's
 model pool hands out one components object, the UNet is the same object, the loaded-models gauge reads 1) and well
 under a second. `EmbeddingLibrary.load` + `check` alone is timed on fresh files too.
+
+On the CPU, glibc malloc's defaults return torch's large activations to the kernel and fault them in again on every
+use; how much depends on the calling thread's arena, so a path's time can move by tens of percent with the thread it
+runs in. The table shows page faults and kernel time per image; compare with the allocator pinned, e.g.
+`MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 make bench-preview`.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import io
 import json
 import logging
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -235,6 +241,16 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
+def _timed_with_faults(fn: Callable[[], Any]) -> tuple[float, int, float]:
+    """Seconds, and the process's minor page faults and system CPU seconds meanwhile (only this path runs then).
+    On the CPU, glibc malloc hands torch's large activations back to the kernel and faults them in again; how often
+    depends on the calling thread's arena, which can move one path's time by tens of percent."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    seconds = _timed(fn)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return seconds, after.ru_minflt - before.ru_minflt, after.ru_stime - before.ru_stime
+
+
 def _summary(times: list[float]) -> dict[str, Any]:
     return {"median_s": statistics.median(times), "min_s": min(times), "all_s": times}
 
@@ -251,7 +267,7 @@ def _same_image(a: bytes, b: bytes) -> float:
 def measure_overhead(
     label: str, model: Path, service: _Service, components: Any, steps: int, size: int, repeats: int
 ) -> dict[str, Any]:
-    """Warm-up (one step at full size), then `repeats` rounds of direct, domain and service, rotated each round."""
+    """A warm-up image per path, then `repeats` rounds of direct, domain and service, rotated each round."""
     direct, (domain, close_domain) = _direct(components), _domain(components, model)
     paths: dict[str, Callable[[int, int], Any]] = {
         "direct": direct,
@@ -259,24 +275,34 @@ def measure_overhead(
         "service": lambda s, z: service.generate(s, z),
     }
     try:
-        for name, path in paths.items():
-            log.info("%s: warming up %s", label, name)
-            path(1, size)
-        max_diff = _same_image(direct(steps, size), domain(steps, size))  # also a second warm-up at full steps
+        log.info("%s: warming up (one image per path)", label)
+        max_diff = _same_image(direct(steps, size), domain(steps, size))
+        service.generate(steps, size)
         times: dict[str, list[float]] = {name: [] for name in paths}
+        faults: dict[str, list[int]] = {name: [] for name in paths}
+        system: dict[str, list[float]] = {name: [] for name in paths}
         names = list(paths)
         for round_ in range(repeats):
             order = names[round_ % 3 :] + names[: round_ % 3]
             for name in order:
-                times[name].append(_timed(lambda path=paths[name]: path(steps, size)))
+                seconds, minor_faults, system_s = _timed_with_faults(lambda path=paths[name]: path(steps, size))
+                times[name].append(seconds)
+                faults[name].append(minor_faults)
+                system[name].append(system_s)
             log.info("%s: round %d/%d: %s", label, round_ + 1, repeats, {n: round(t[-1], 3) for n, t in times.items()})
     finally:
         close_domain()
     result = {"model": label, "steps": steps, "size": size, "repeats": repeats, "max_pixel_diff": max_diff}
-    result.update({name: _summary(t) for name, t in times.items()})
+    for name, t in times.items():
+        result[name] = _summary(t)
+        result[name]["minor_faults_median"] = statistics.median(faults[name])
+        result[name]["system_cpu_s_median"] = statistics.median(system[name])
     for name in ("domain", "service"):
         for stat in ("median_s", "min_s"):
             result[name][f"overhead_{stat[:-2]}"] = result[name][stat] / result["direct"][stat] - 1
+        # The same round's ratio, whose median shrugs off a neighbour's load that comes and goes between rounds.
+        ratios = [t / d - 1 for t, d in zip(times[name], times["direct"], strict=True)]
+        result[name]["overhead_paired_median"] = statistics.median(ratios)
     return result
 
 
@@ -298,7 +324,10 @@ def measure_swap(
         _put_embedding(store, key, width, seed)
     unet = service.pool.handed_out[0].unet
     prompt = f"a photo of {TRIGGER} sitting on a wooden table"
-    run = lambda name="": _timed(lambda: service.generate(steps, size, keys.get(name, ""), prompt))  # noqa: E731
+
+    def run(name: str = "") -> float:
+        return _timed(lambda: service.generate(steps, size, keys.get(name, ""), prompt))
+
     for _ in range(2):
         run()  # warm-up at the swap settings, no embedding
     sequence = [(name, run(name)) for name in ("", "", "a", "a", "b", "b", "a")]
@@ -345,10 +374,12 @@ def measure_library_load(store: Any, width: int, count: int) -> dict[str, Any]:
 def format_table(report: dict[str, Any]) -> str:
     lines = [
         f"Preview overhead vs diffusers direct: device {report['device']}, {report['torch_threads']} torch threads, "
-        f"Euler a, CFG {CFG:g}, seconds per image (median / min of the rounds)",
+        f"Euler a, CFG {CFG:g}, seconds per image (median / min of the rounds; paired: median of each round's "
+        "ratio to direct; faults: minor page faults per image, sys: kernel CPU seconds per image); glibc malloc "
+        f"settings: {' '.join(f'{k}={v}' for k, v in report['malloc_env'].items()) or 'defaults'}",
         "",
         f"{'model':<13} {'px':>4} {'steps':>5} {'rounds':>6}  {'path':<17} {'median s':>9} {'min s':>8} "
-        f"{'overhead med':>12} {'overhead min':>12}",
+        f"{'overhead med':>12} {'overhead min':>12} {'paired med':>10} {'faults':>9} {'sys s':>6}",
     ]
     for row in report["overhead"]:
         for name, title in (
@@ -357,10 +388,14 @@ def format_table(report: dict[str, Any]) -> str:
             ("service", "tistudio gRPC"),
         ):
             r = row[name]
-            over = f"{r['overhead_median']:>+12.1%} {r['overhead_min']:>+12.1%}" if name != "direct" else f"{'':>25}"
+            over = f"{'':>12} {'':>12} {'':>10}"
+            if name != "direct":
+                paired = r["overhead_paired_median"]
+                over = f"{r['overhead_median']:>+12.1%} {r['overhead_min']:>+12.1%} {paired:>+10.1%}"
             lines.append(
                 f"{row['model']:<13} {row['size']:>4} {row['steps']:>5} {row['repeats']:>6}  {title:<17} "
-                f"{r['median_s']:>9.3f} {r['min_s']:>8.3f} {over}"
+                f"{r['median_s']:>9.3f} {r['min_s']:>8.3f} {over} {r['minor_faults_median']:>9.0f} "
+                f"{r['system_cpu_s_median']:>6.2f}"
             )
         met = row["service"]["overhead_median"] <= GOAL_OVERHEAD
         lines.append(
@@ -406,9 +441,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20, help="tiny model steps (A1111's default 20)")
     parser.add_argument("--size", type=int, default=64, help="tiny model size (its native 64 px)")
     parser.add_argument("--skip-sd15", action="store_true", help="only the tiny model")
-    parser.add_argument("--sd15-repeats", type=int, default=3, help="timed rounds on the SD1.5-shaped model")
+    parser.add_argument("--sd15-repeats", type=int, default=5, help="timed rounds on the SD1.5-shaped model")
     parser.add_argument("--sd15-steps", type=int, default=8)
-    parser.add_argument("--sd15-size", type=int, default=256)
+    parser.add_argument("--sd15-size", type=int, default=128, help="128 px keeps a 2-core CPU run to minutes")
     parser.add_argument("--swap-steps", type=int, default=1, help="steps of each embedding swap request")
     parser.add_argument("--swap-size", type=int, default=64, help="size of each embedding swap request")
     parser.add_argument("--swap-fresh", type=int, default=6, help="new embedding files timed first vs repeat")
@@ -445,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},  # glibc tuning, if any
         "prompt": PROMPT,
         "seed": SEED,
         "cfg_scale": CFG,
