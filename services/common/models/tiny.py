@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 from services.common.files import write_text_atomic
-from services.common.models.tiny_vocab import bert_vocab, clip_vocab_and_merges
+from services.common.models.tiny_blip import build_tiny_blip
+from services.common.models.tiny_vocab import clip_vocab_and_merges
 
 __all__ = ["BUILD_VERSION", "STAMP_NAME", "build_tiny_models", "tiny_model_paths", "is_current_build", "main"]
 
@@ -66,7 +67,7 @@ def tiny_model_paths(out_dir: Path) -> dict[str, Path]:
 def _builder_digest() -> str:
     """Digest of the builder's source and the libraries that serialise it: any change forces a rebuild."""
     digest = hashlib.sha256()
-    for module in ("tiny.py", "tiny_vocab.py", "ldm_checkpoint.py"):
+    for module in ("tiny.py", "tiny_blip.py", "tiny_vocab.py", "ldm_checkpoint.py"):
         digest.update((Path(__file__).parent / module).read_bytes())
     for package in ("torch", "diffusers", "transformers", "tokenizers", "safetensors"):
         digest.update(f"{package}=={importlib.metadata.version(package)}\n".encode())
@@ -173,68 +174,6 @@ def build_tiny_sd(folder: Path, single_file: Path) -> None:
     save_ldm_checkpoint(pipeline_to_ldm(unet, vae, text_encoder), single_file)
 
 
-def build_tiny_blip(folder: Path, *, image_size: int = 32) -> None:
-    """BlipForConditionalGeneration + BlipProcessor with a generated BERT vocab and `[DEC]` as decoder bos."""
-    import torch
-    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipProcessor
-    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
-
-    folder.mkdir(parents=True)
-    vocab = {piece: i for i, piece in enumerate(bert_vocab())}
-    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True, bos_token="[DEC]", model_max_length=512)
-    tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
-    sep, pad, bos = tokenizer.sep_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id
-    config = BlipConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            encoder_hidden_size=32,
-            intermediate_size=37,
-            projection_dim=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=64,
-            bos_token_id=bos,
-            eos_token_id=sep,
-            pad_token_id=pad,
-            sep_token_id=sep,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=37,
-            projection_dim=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=image_size,
-            patch_size=8,
-        ),
-        projection_dim=32,
-        image_text_hidden_size=32,
-    )
-    torch.manual_seed(SEED + 3)
-    model = BlipForConditionalGeneration(config)
-    _make_image_dependent(model)
-    image_processor = BlipImageProcessorPil(size={"height": image_size, "width": image_size})
-    processor = BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    model.save_pretrained(folder, safe_serialization=True)
-    processor.save_pretrained(folder)
-
-
-def _make_image_dependent(model) -> None:
-    """BLIP's own init (vision std 1e-10, small cross-attention) makes a random model caption every image alike;
-    larger vision and cross-attention weights make its captions depend on the image, as tests need."""
-    import torch
-
-    generator = torch.Generator().manual_seed(SEED + 4)
-    with torch.no_grad():
-        for parameter in model.vision_model.parameters():
-            if parameter.dim() > 1:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
-        for layer in model.text_decoder.bert.encoder.layer:
-            for weight in (layer.crossattention.self.value.weight, layer.crossattention.output.dense.weight):
-                weight.copy_(torch.randn(weight.shape, generator=generator) * 0.2)
-
-
 def build_tiny_clip(folder: Path, *, image_size: int = 32) -> None:
     """CLIPModel + CLIPProcessor (PIL image backend: there is no torchvision) with the tiny SD's CLIP tokenizer, so
     prompts that the tiny SD understands tokenize the same way when they are scored."""
@@ -313,7 +252,7 @@ def build_tiny_models(out_dir: Path, *, force: bool = False) -> dict[str, Path]:
             tmp_dir = Path(tmp)
             with torch.random.fork_rng(devices=[]):
                 build_tiny_sd(tmp_dir / "tiny-sd", tmp_dir / "tiny-sd.safetensors")
-                build_tiny_blip(tmp_dir / "tiny-blip")
+                build_tiny_blip(tmp_dir / "tiny-blip", seed=SEED + 3)  # and SEED + 4
                 build_tiny_clip(tmp_dir / "tiny-clip")
             _normalize_modes(tmp_dir)
             for name in _ENTRIES:

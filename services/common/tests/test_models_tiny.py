@@ -140,7 +140,7 @@ def test_cli_builds_and_skips(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # main() sets it otherwise: keep the env unchanged
     monkeypatch.setattr(tiny, "build_tiny_sd", lambda *a: calls.append(a) or _fake_sd(*a))
-    monkeypatch.setattr(tiny, "build_tiny_blip", lambda folder: folder.mkdir())
+    monkeypatch.setattr(tiny, "build_tiny_blip", lambda folder, **_: folder.mkdir())
     monkeypatch.setattr(tiny, "build_tiny_clip", lambda folder: folder.mkdir())
     assert tiny.main(["--out", str(tmp_path / "m")]) == 0
     assert tiny.main(["--out", str(tmp_path / "m")]) == 0
