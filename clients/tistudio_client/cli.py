@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--store", default="tistudio-store", help="local store directory (default ./tistudio-store)")
     up.add_argument("--caption-model", required=True, help="BLIP model reference for the caption service")
     up.add_argument("--sd-model", default="", help="Stable Diffusion model the trainer and preview preload")
+    up.add_argument("--clip-model", default="", help="CLIPModel the preview service scores savepoints with")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument(
         "--ports",
@@ -76,6 +77,7 @@ def _up(args: argparse.Namespace) -> int:
         store_url=store.as_uri(),
         caption_model=args.caption_model,
         sd_model=args.sd_model,
+        clip_model=args.clip_model,
         host=args.host,
         ports=ports,
     )

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         store_url=store.as_uri(),
         caption_model=str((args.models / "tiny-blip").resolve()),
         sd_model=str((args.models / "tiny-sd").resolve()),
+        clip_model=str((args.models / "tiny-clip").resolve()),
         cache_dir=str(out / "cache"),
         log_dir=out / "logs",
         # Nothing routes traffic to these loopback services, so a short drain is enough to show the sequence.

@@ -35,6 +35,7 @@ class TrioConfig:
     store_url: str  # the shared store, e.g. file:///abs/dir
     caption_model: str  # BLIP model reference the caption service loads at start-up
     sd_model: str = ""  # Stable Diffusion model the trainer and preview preload ("" = none)
+    clip_model: str = ""  # CLIPModel the preview service scores savepoints with ("" = Evaluate needs one per request)
     host: str = "127.0.0.1"
     ports: Mapping[str, int] = field(default_factory=lambda: {name: 0 for name in SERVICE_NAMES})  # 0 = free
     metrics: bool = True  # serve /metrics (on free ports when the gRPC ports are free ones)
@@ -120,6 +121,7 @@ class LocalTrio:
             "TISTUDIO_READY_FILE": str(self._ready_dir / f"{name}.json"),
             "TISTUDIO_CAPTION_MODEL": config.caption_model,
             "TISTUDIO_SD_MODEL": config.sd_model,
+            "TISTUDIO_CLIP_MODEL": config.clip_model,
             "PYTHONUNBUFFERED": "1",
             **(extra or {}),
         }
