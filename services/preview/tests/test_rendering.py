@@ -3,10 +3,13 @@ every sampler, infotext, batching of concurrent calls, and clear refusals."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import threading
 
 import numpy as np
 import pytest
+import torch
 
 from services.common.errors import InvalidArgument
 from services.preview import rendering
@@ -141,3 +144,16 @@ def test_bad_settings_are_refused_naming_the_field(model, renderer, sampling, fi
     with pytest.raises(InvalidArgument) as info:
         renderer.render(model, [], [ImageOrder("a red circle", "", 1)], sampling)
     assert info.value.field == field
+
+
+@pytest.mark.gpu
+def test_a_seed_gives_the_same_image_on_cuda_as_on_the_cpu(model, renderer):
+    on_gpu = copy.deepcopy(model.components)
+    for part in (on_gpu.unet, on_gpu.vae, on_gpu.text_encoder):
+        part.to("cuda")
+    gpu_model = dataclasses.replace(model, components=on_gpu)
+    order = [ImageOrder("a red circle", "", 21)]
+    cpu_image = renderer.render(model, [], order, FAST)[0]
+    gpu_image = renderer.render(gpu_model, [], order, FAST)[0]
+    assert torch.cuda.is_available()
+    assert np.abs(_pixels(cpu_image) - _pixels(gpu_image)).mean() < 1.0  # same noise; only kernel rounding differs
