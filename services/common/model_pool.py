@@ -50,14 +50,12 @@ class ModelPool:
         device: str = "cpu",
         env: Mapping[str, str] = os.environ,
         memory_budget_bytes: int | None = None,
-        on_change: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._cache_dir = cache_dir
         self._device = device
         self._env = env
         self._budget = memory_budget_bytes
-        self._on_change = on_change
         self._models: OrderedDict[tuple[str, str, str], Any] = OrderedDict()  # least recently used first
         self._sizes: dict[tuple[str, str, str], int] = {}
         self._key_locks: dict[tuple[str, str, str], threading.Lock] = {}
@@ -117,8 +115,6 @@ class ModelPool:
                 self._models[key] = model
                 self._sizes[key] = footprint_bytes(model)
                 self._evict(keep=key)
-            if self._on_change is not None:
-                self._on_change()
             return model
 
     def _evict(self, *, keep: tuple[str, str, str]) -> None:
@@ -147,13 +143,21 @@ def footprint_bytes(model: Any) -> int:
     return total
 
 
-def stable_diffusion_pool(context: ServiceContext) -> tuple[ModelPool, Callable[[], None]]:
+def stable_diffusion_pool(
+    context: ServiceContext, *, memory_budget_bytes: int | None = None
+) -> tuple[ModelPool, Callable[[], None]]:
     """The pool of a service that runs Stable Diffusion (trainer, preview), and its start-up load.
 
     TISTUDIO_SD_MODEL names a base model to load before the service turns SERVING, so the first request does
     not wait for it; requests may name other models, which load on demand.
     """
-    models = ModelPool(context.store, context.runtime.cache_dir, device=context.runtime.device, env=context.env)
+    models = ModelPool(
+        context.store,
+        context.runtime.cache_dir,
+        device=context.runtime.device,
+        env=context.env,
+        memory_budget_bytes=memory_budget_bytes,
+    )
     default_model = EnvReader(context.env).text("TISTUDIO_SD_MODEL")
 
     def preload() -> None:

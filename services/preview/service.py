@@ -10,7 +10,7 @@ Settings besides the shared ones (services/common/settings.py):
 
 from __future__ import annotations
 
-from services.common.model_pool import ModelPool
+from services.common.model_pool import stable_diffusion_pool
 from services.common.runtime import ServiceContext, ServiceDefinition, ServiceParts
 from services.common.settings import EnvReader, positive_float, positive_int
 from services.preview.embedding_library import EmbeddingLibrary
@@ -27,12 +27,8 @@ def build(context: ServiceContext) -> ServiceParts:
     read = EnvReader(context.env)
     max_batch = read.parse("TISTUDIO_PREVIEW_MAX_BATCH", 8, positive_int, "a whole number of images, at least 1")
     budget_gib = read.parse("TISTUDIO_PREVIEW_MODEL_MEMORY_GIB", None, positive_float, "a number of GiB above 0")
-    models = ModelPool(
-        context.store,
-        context.runtime.cache_dir,
-        device=context.runtime.device,
-        env=context.env,
-        memory_budget_bytes=None if budget_gib is None else int(budget_gib * 2**30),
+    models, preload = stable_diffusion_pool(
+        context, memory_budget_bytes=None if budget_gib is None else int(budget_gib * 2**30)
     )
     renderer: Renderer
     metrics = PreviewMetrics(
@@ -47,24 +43,19 @@ def build(context: ServiceContext) -> ServiceParts:
             images=images, denoising_steps=steps, seconds=seconds
         ),
     )
-    default_model = read.text("TISTUDIO_SD_MODEL")
     studio = PreviewStudio(
         context.store,
         models,
         EmbeddingLibrary(context.store),
         renderer,
-        default_model=default_model,
+        default_model=read.text("TISTUDIO_SD_MODEL"),
         default_clip=read.text("TISTUDIO_CLIP_MODEL"),
     )
     servicer = PreviewServicer(studio, metrics, max_message_bytes=context.server.max_message_bytes)
 
-    def load() -> None:
-        if default_model is not None:
-            models.stable_diffusion(default_model)
-
     return ServiceParts(
         register=lambda server: preview_pb2_grpc.add_PreviewServiceServicer_to_server(servicer, server),
-        load=load,
+        load=preload,
     )
 
 

@@ -9,6 +9,7 @@ from services.common.models.tiny_vocab import bert_vocab
 
 __all__ = ["build_tiny_blip"]
 
+
 def build_tiny_blip(folder: Path, *, seed: int, image_size: int = 32) -> None:
     """BlipForConditionalGeneration + BlipProcessor with a generated BERT vocab and `[DEC]` as decoder bos."""
     import torch

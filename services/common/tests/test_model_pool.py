@@ -111,15 +111,6 @@ def test_the_model_just_loaded_stays_even_alone_over_budget(refs, sizes, tmp_pat
     assert _load(pool, refs, "clip") is not clip
 
 
-def test_on_change_is_called_after_each_load_and_not_on_a_hit(refs, tmp_path) -> None:
-    seen: list[list[tuple[str, str]]] = []
-    pool = _pool(tmp_path, on_change=lambda: seen.append(pool.loaded()))
-    _load(pool, refs, "clip")
-    _load(pool, refs, "clip")
-    _load(pool, refs, "blip")
-    assert seen == [[("clip", refs["clip"])], [("clip", refs["clip"]), ("blip", refs["blip"])]]
-
-
 def test_concurrent_requests_for_one_model_load_it_once(refs, tmp_path, monkeypatch) -> None:
     loads = []
     real_load_clip = model_pool.load_clip
@@ -130,8 +121,7 @@ def test_concurrent_requests_for_one_model_load_it_once(refs, tmp_path, monkeypa
         return real_load_clip(resolved, **kwargs)
 
     monkeypatch.setattr(model_pool, "load_clip", slow_counting_load)
-    changes = []
-    pool = _pool(tmp_path, on_change=lambda: changes.append(1))
+    pool = _pool(tmp_path)
     start = threading.Barrier(4)
     results: list[object] = []
     errors: list[BaseException] = []
@@ -151,5 +141,4 @@ def test_concurrent_requests_for_one_model_load_it_once(refs, tmp_path, monkeypa
     assert errors == []
     assert len(loads) == 1
     assert len(results) == 4 and all(result is results[0] for result in results)
-    assert changes == [1]
     assert pool.loaded() == [("clip", refs["clip"])]
