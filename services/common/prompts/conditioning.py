@@ -16,7 +16,8 @@ previews while a run trains. A test checks that `encode` with no slots
 equals `text_encoder(ids).last_hidden_state` exactly, which guards this against transformers internals changing.
 
 Emphasis: A1111 "Original" multiplies z by each token's weight, then rescales it so its mean is unchanged, chunk by
-chunk across the batch as A1111 does; "No norm" (SDXL's default) only multiplies.
+chunk across the batch as A1111 does (skipped where the mean is ~0, which would divide by zero); "No norm" (SDXL's
+default) only multiplies.
 """
 
 from __future__ import annotations
@@ -67,4 +68,11 @@ def _emphasis(z: torch.Tensor, weights: torch.Tensor, *, keep_mean: bool) -> tor
     if not keep_mean:
         return scaled
     original_mean = z.mean(dim=(0, 2, 3), keepdim=True)  # [1, C, 1, 1]
-    return scaled * (original_mean / scaled.mean(dim=(0, 2, 3), keepdim=True))
+    new_mean = scaled.mean(dim=(0, 2, 3), keepdim=True)
+    # A model whose final layer norm has no bias (a freshly initialised one) outputs a mean of ~0: then A1111's
+    # ratio is 0/0, NaN or a wild factor. Where either mean is negligible next to the values there is no mean to
+    # restore, so the chunk keeps its plain weighting. Real CLIP encoders are far from that threshold.
+    floor = 1e-3 * z.abs().mean(dim=(0, 2, 3), keepdim=True)
+    meaningful = (original_mean.abs() > floor) & (new_mean.abs() > floor)
+    ratio = torch.where(meaningful, original_mean / torch.where(meaningful, new_mean, 1.0), 1.0)
+    return scaled * ratio

@@ -152,19 +152,39 @@ def test_the_splice_with_no_slots_is_exactly_clip(components):
     assert z.shape == (2, 154, 32) and torch.equal(z, expected)
 
 
-def test_original_emphasis_scales_outputs_and_keeps_the_mean(components):
+@pytest.fixture(scope="module")
+def biased_encoder(components):
+    """The tiny text encoder with a final layer-norm bias, so its outputs have a mean to keep (as real CLIP's do)."""
+    encoder = copy.deepcopy(components.text_encoder)
+    with torch.no_grad():
+        encoder.final_layer_norm.bias.fill_(0.5)
+    return encoder
+
+
+def test_original_emphasis_scales_outputs_and_keeps_the_mean(components, biased_encoder):
     tokenizer = PromptTokenizer(components.tokenizer, {NAME: 1})
-    conditioner = TextConditioner(components.text_encoder)
+    conditioner = TextConditioner(biased_encoder)
     weighted = tokenizer.batch(["a (red:1.5) circle"])
     plain = tokenizer.batch(["a red circle"])
     z_weighted, z_plain = conditioner(weighted, torch.zeros(1, 32)), conditioner(plain, torch.zeros(1, 32))
-    assert torch.allclose(z_weighted.mean(), z_plain.mean(), atol=1e-6)
+    torch.testing.assert_close(z_weighted.mean(), z_plain.mean())
     ids = weighted.ids[0, 0].tolist()
     red, circle = (ids.index(components.tokenizer.convert_tokens_to_ids(t)) for t in ("red</w>", "circle</w>"))
     rescale = z_weighted[0, circle] / z_plain[0, circle]  # every token is rescaled by the same factor ...
     assert torch.allclose(rescale, rescale[0].expand_as(rescale), rtol=1e-4)
+    assert rescale[0] < 1.0  # ... below 1, since the weight raised the mean
     ratio = z_weighted[0, red] / z_plain[0, red]  # ... and the weighted one also by its weight
     torch.testing.assert_close(ratio, 1.5 * rescale, rtol=1e-4, atol=1e-5)
+
+
+def test_original_emphasis_leaves_a_zero_mean_alone_instead_of_dividing_by_it(components):
+    """A freshly initialised encoder (no layer-norm bias) outputs a mean of ~0: A1111's 0/0 would give NaN."""
+    tokenizer = PromptTokenizer(components.tokenizer, {NAME: 1})
+    prompt = tokenizer.batch(["f4 cross4 ( hatm person4 ( (m theirm4 ( person4 ( crossm4 (4"])
+    original = TextConditioner(components.text_encoder)(prompt, torch.zeros(1, 32))
+    no_norm = TextConditioner(components.text_encoder, emphasis="no_norm")(prompt, torch.zeros(1, 32))
+    assert torch.isfinite(original).all()
+    torch.testing.assert_close(original, no_norm)
 
 
 def test_no_norm_emphasis_only_scales(components):
