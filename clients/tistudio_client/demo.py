@@ -1,20 +1,26 @@
 """`make demo`: the main job on the embedded default models, end to end through the services.
 
-Today the main job is the service trio itself: start caption, trainer and preview on loopback with a local store
-and the tiny models, wait until all three have loaded their models and report SERVING, show what each serves
-(gRPC reflection), then stop them with SIGTERM and check that each drained and exited cleanly. Everything lands in
-the output folder: the store, one log per service and `health.json`.
+Starts caption, trainer and preview on loopback with a local store and the tiny models, waits until all three
+report SERVING, then runs the whole workflow through the SDK (`demo_flow`): sample photos -> preprocess -> caption
+-> lint -> plan -> train (recipe seed-a, scaled down) with previews and savepoints -> contact sheets and the final
+exam -> export in every format. Finally it stops the services with SIGTERM and checks that each exited cleanly.
+Everything lands in the output folder (see the printed list); the store and one log per service too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+from tistudio.trainer.v1 import trainer_pb2 as tr
+from tistudio_client.client import Tistudio
+from tistudio_client.demo_flow import run_demo_flow
+from tistudio_client.errors import TistudioError
 from tistudio_client.local import LocalTrio, StartupError, TrioConfig
 
 __all__ = ["main"]
@@ -28,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out.resolve()
     store = out / "store"
+    if store.is_dir():
+        shutil.rmtree(store)  # a fresh store each run: the demo's job ids and datasets start from nothing
     store.mkdir(parents=True, exist_ok=True)
     config = TrioConfig(
         store_url=store.as_uri(),
@@ -52,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"three services SERVING after {ready_seconds:.1f} s (models loaded):")
     for result in health.values():
         print(f"  {result.name:8} {result.address:21} {result.status:8} serves {', '.join(result.services)}")
+    succeeded = False
+    try:
+        with Tistudio(**trio.addresses, store_url=config.store_url) as client:
+            result = run_demo_flow(client, out)
+        succeeded = result.job.state == tr.JOB_STATE_SUCCEEDED
+    except TistudioError as exc:
+        print(f"demo: {exc.code.name}: {exc.message}", file=sys.stderr)
     exit_codes = trio.stop()
     print("stopped with SIGTERM: " + ", ".join(f"{name} exit {code}" for name, code in exit_codes.items()))
 
@@ -62,11 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         "store": config.store_url,
     }
     (out / "health.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"outputs in {out}: health.json, logs/ (one JSON log per service), store/")
+    print(f"outputs in {out}:")
+    for entry in sorted(out.iterdir()):
+        print(f"  {entry.name}{'/' if entry.is_dir() else ''}")
     clean = all(code == 0 for code in exit_codes.values())
     if not clean:
         print("demo: a service did not exit cleanly; see logs/", file=sys.stderr)
-    return 0 if clean else 1
+    if not succeeded:
+        print("demo: the workflow did not finish; see the messages above and logs/", file=sys.stderr)
+    return 0 if clean and succeeded else 1
 
 
 if __name__ == "__main__":
