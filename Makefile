@@ -7,17 +7,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 MODELS := models
-PY_SOURCES := services clients tests protos/generate.py conftest.py
+PY_SOURCES := services clients tests deploy protos/generate.py conftest.py
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-slow venv protos protos-check lint models lock clean bench-caption bench-train bench-preview
+.PHONY: demo test test-slow venv protos protos-check lint deploy-check models lock clean bench-caption bench-train bench-preview
 
 demo: $(VENV)/.installed models
 	$(PY) -m tistudio_client.demo --models $(MODELS) --out demo-out
 
-test: $(VENV)/.installed models lint
+test: $(VENV)/.installed models lint deploy-check
 	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
 # Checks too slow for `make test` (and GPU checks, which skip themselves where no CUDA device is present).
@@ -52,6 +52,11 @@ protos-check: $(VENV)/.installed $(BUF)
 lint: $(VENV)/.installed protos-check
 	$(PY) -m ruff check $(PY_SOURCES)
 	$(PY) -m ruff format --check $(PY_SOURCES)
+
+# Renders every kustomization under deploy/k8s (kubectl kustomize) and validates it offline: Kubernetes 1.32 schemas
+# (strict), the CRDs we use, the deployment contract, and docs/metrics.md and docs/configuration.md against the code.
+deploy-check: $(VENV)/.installed
+	$(PY) deploy/check.py
 
 # Deterministic tiny SD1.x, BLIP and CLIP models with random weights, in the real save_pretrained layouts.
 models: $(VENV)/.installed
