@@ -1,4 +1,5 @@
-"""End to end, through the client only: `make demo`'s job starts the trio, sees it SERVING, stops it cleanly."""
+"""`make demo` as a user runs it: the trio up, the whole workflow through the SDK, every output where the demo
+says, and a clean stop."""
 
 from __future__ import annotations
 
@@ -27,3 +28,14 @@ def test_demo_brings_up_three_serving_services_and_stops_them_cleanly(tmp_path, 
     for name in ("caption", "trainer", "preview"):
         lines = (out / "logs" / f"{name}.log").read_text().splitlines()
         assert lines and all(json.loads(line)["service"] == name for line in lines)
+    embedding = sorted(p.relative_to(out / "embedding").as_posix() for p in (out / "embedding").rglob("*.*"))
+    assert embedding == ["st4rdemo.pt", "st4rdemo.safetensors", "st4rdemo/learned_embeds.safetensors"]
+    assert sorted(p.name for p in (out / "previews").iterdir()) == ["000020", "000040", "000060"]
+    assert sorted(p.name for p in (out / "sheets").iterdir()) == [
+        "final-exam.png",
+        "progress-seeds.png",
+        "progress-weights.png",
+    ]
+    for name in ("loss.csv", "loss.png", "lint-report.txt"):
+        assert (out / name).stat().st_size > 0, name
+    assert "job JOB_STATE_SUCCEEDED at step 60" in result.stdout and f"outputs in {out}" in result.stdout

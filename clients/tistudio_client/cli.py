@@ -3,6 +3,15 @@
 tistudio serve caption|trainer|preview   run one service in the foreground (settings from TISTUDIO_* env)
 tistudio up                              run all three on loopback with a local store; prints addresses
 tistudio health                          report the health of all three; exit 1 unless all are SERVING
+tistudio dataset upload|preprocess|caption|lint    get a training set into shape       (cli_dataset)
+tistudio embedding create                          a new embedding from init text      (cli_dataset)
+tistudio train plan|start                          a TrainingSpec from flags           (cli_train)
+tistudio watch | pause | resume | cancel | jobs    follow and steer jobs               (cli_jobs)
+tistudio generate | sheet progress|exam | export   images and files out                (cli_render)
+
+Service commands take --caption/--trainer/--preview HOST:PORT, --token, --store, --json and --timeout (see
+`cli_common`). Exit status: 0 done, 1 the server refused or the job did not succeed (the server's message is
+printed as "tistudio <command>: <CODE>: <message>"), 2 a usage error.
 """
 
 from __future__ import annotations
@@ -15,17 +24,35 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
+from tistudio_client import cli_dataset, cli_jobs, cli_render, cli_train
+from tistudio_client.cli_common import DEFAULT_ADDRESSES, connection_options
+from tistudio_client.errors import TistudioError
 from tistudio_client.health import SERVICE_NAMES, ServiceHealth, check_service
 from tistudio_client.local import LocalTrio, StartupError, TrioConfig
 
 __all__ = ["main"]
 
-DEFAULT_ADDRESSES = {"caption": "127.0.0.1:50051", "trainer": "127.0.0.1:50052", "preview": "127.0.0.1:50053"}
-
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except TistudioError as err:
+        print(f"tistudio {getattr(args, 'command', '')}: {_error_text(err)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"tistudio {getattr(args, 'command', '')}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _error_text(err: TistudioError) -> str:
+    text = f"{err.code.name}: {err.message}"
+    extras = [f"field {err.field}"] if err.field else []
+    if err.reason and err.reason != err.code.name:
+        extras.append(f"reason {err.reason}")
+    if err.incident:
+        extras.append(f"incident {err.incident}")
+    return f"{text} ({', '.join(extras)})" if extras else text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=list(SERVICE_NAMES))
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_serve, command="serve")
 
     up = commands.add_parser("up", help="run caption, trainer and preview on loopback with a local store")
     up.add_argument("--store", default="tistudio-store", help="local store directory (default ./tistudio-store)")
@@ -47,14 +74,18 @@ def _parser() -> argparse.ArgumentParser:
         default="50051,50052,50053",
         help="caption,trainer,preview gRPC ports (default 50051,50052,50053; 0 picks free ones)",
     )
-    up.set_defaults(run=_up)
+    up.set_defaults(run=_up, command="up")
 
     health = commands.add_parser("health", help="report the health of the three services")
     for name, address in DEFAULT_ADDRESSES.items():
         health.add_argument(f"--{name}", default=address, metavar="HOST:PORT", help=f"default {address}")
     health.add_argument("--timeout", type=float, default=5.0, help="seconds per check")
     health.add_argument("--json", action="store_true", help="print JSON for scripts")
-    health.set_defaults(run=_health)
+    health.set_defaults(run=_health, command="health")
+
+    common = connection_options()
+    for module in (cli_dataset, cli_train, cli_jobs, cli_render):
+        module.register(commands, common)
     return parser
 
 

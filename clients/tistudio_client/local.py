@@ -74,6 +74,27 @@ class LocalTrio:
             self.addresses[name] = info["address"]
             self.metrics_ports[name] = info["metrics_port"]
 
+    def kill(self, name: str) -> int:
+        """SIGKILL one service, as a crash or an evicted pod would end it: no drain, no last savepoint."""
+        process = self._processes[name]
+        process.kill()
+        code = process.wait()
+        (self._ready_dir / f"{name}.json").unlink(missing_ok=True)
+        handle = self._logs.pop(name, None)
+        if handle is not None:
+            handle.close()  # restart opens the log again, in append mode
+        return code
+
+    def restart(self, name: str, timeout: float = 120.0) -> str:
+        """Start a stopped or killed service again (on a new free port when its port was 0); its new address."""
+        deadline = time.monotonic() + timeout
+        extra = {"TISTUDIO_PREVIEW_ADDRESS": self.addresses["preview"]} if name == "trainer" else None
+        self._spawn(name, extra)
+        info = self._await_ready(name, deadline)
+        self.addresses[name] = info["address"]
+        self.metrics_ports[name] = info["metrics_port"]
+        return self.addresses[name]
+
     def wait_serving(self, timeout: float = 120.0) -> dict[str, ServiceHealth]:
         """Poll health until all three are SERVING (models loaded); raise StartupError when one never is."""
         deadline = time.monotonic() + timeout
