@@ -89,8 +89,15 @@ class ServiceServer:
                 # and counted by the metrics interceptor with their final code, like any other failure.
                 interceptors.append(AuthInterceptor(s.auth_tokens))
             self._executor = ThreadPoolExecutor(max_workers=s.max_workers, thread_name_prefix=f"{self.name}-rpc")
-            # so_reuseport=0: a second server on a taken port must fail, not silently share it.
-            options = [*grpc_channel_options(s.max_message_bytes), ("grpc.so_reuseport", 0)]
+            # so_reuseport=0: a second server on a taken port must fail, not silently share it. Connections are
+            # closed after 5 minutes (calls in flight get an hour to finish) so that round-robin clients re-resolve
+            # and spread over replicas added since they connected.
+            options = [
+                *grpc_channel_options(s.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+                ("grpc.max_connection_age_grace_ms", 60 * 60 * 1000),
+            ]
             server = grpc.server(self._executor, interceptors=interceptors, options=options)
             for _, register in self._services:
                 register(server)
