@@ -1,7 +1,9 @@
 """Models a service keeps loaded, by reference.
 
 Each model loads once, even when concurrent requests ask for it at the same moment: the first caller loads, the
-others wait on that key's lock and share the result. Requests for other models are not held up meanwhile.
+others wait on that key's lock and share the result. Requests for models already loaded are never held up. Loads
+themselves run one at a time per process: `from_pretrained` builds weights on accelerate's "meta" device by patching
+torch globally, so two loads in two threads can corrupt each other ("Cannot copy out of meta tensor").
 
 With a memory budget, the least recently used models are dropped when a new load takes the total (the bytes of
 their parameters and buffers) over it; the model just loaded always stays. A request still holding a dropped model
@@ -39,6 +41,7 @@ __all__ = ["ModelPool", "footprint_bytes", "stable_diffusion_pool"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_LOADING = threading.Lock()  # one from_pretrained at a time in this process, whichever pool asks
 
 
 class ModelPool:
@@ -101,7 +104,8 @@ class ModelPool:
             resolved = resolve_model(
                 reference, config=config or None, store=self._store, cache_dir=self._cache_dir, env=self._env
             )
-            model = load(resolved)
+            with _LOADING:
+                model = load(resolved)
             log.info(
                 "loaded %s model",
                 kind,

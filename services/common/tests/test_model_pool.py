@@ -142,3 +142,33 @@ def test_concurrent_requests_for_one_model_load_it_once(refs, tmp_path, monkeypa
     assert len(loads) == 1
     assert len(results) == 4 and all(result is results[0] for result in results)
     assert pool.loaded() == [("clip", refs["clip"])]
+
+
+def test_loads_of_different_models_in_two_pools_never_overlap(refs, tmp_path, monkeypatch) -> None:
+    """from_pretrained patches torch globally while it builds weights, so loads must take turns process-wide."""
+    spans: list[tuple[float, float]] = []
+    real_clip, real_blip = model_pool.load_clip, model_pool.load_blip
+
+    def timed(real):
+        def load(resolved, **kwargs):
+            started = time.monotonic()
+            time.sleep(0.1)  # widen the window in which an unserialised second load would start
+            model = real(resolved, **kwargs)
+            spans.append((started, time.monotonic()))
+            return model
+
+        return load
+
+    monkeypatch.setattr(model_pool, "load_clip", timed(real_clip))
+    monkeypatch.setattr(model_pool, "load_blip", timed(real_blip))
+    first, second = _pool(tmp_path / "a"), _pool(tmp_path / "b")
+    threads = [
+        threading.Thread(target=first.clip, args=(refs["clip"],)),
+        threading.Thread(target=second.blip, args=(refs["blip"],)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    (a_start, a_end), (b_start, b_end) = sorted(spans)
+    assert a_end <= b_start
