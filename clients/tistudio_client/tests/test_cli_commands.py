@@ -4,6 +4,7 @@ port 0 that share one local store: the tiny SD model, a 4-image dataset and 4-st
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from PIL import Image
@@ -178,6 +179,47 @@ def test_sheet_exam_writes_the_sheet_png(capsys, services, embedding, tmp_path):
     assert "rows x" in out
     with Image.open(tmp_path / "exam.png") as sheet:
         assert sheet.width > 32
+
+
+def test_previews_during_training_then_sheet_progress(capsys, services, embedding, tmp_path):
+    args = ["train", "start", "--embedding", embedding, "--dataset", "ds/", *RUN, "--learning-rate", "0.005"]
+    args += ["--preview-every", "2", "--preview-prompt", "a photo of [name]", "--preview-seed", "1"]
+    args += ["--preview-seed", "2", "--preview-steps", "2", "--watch"]
+    code, out, err = run(capsys, services, *args)
+    assert code == 0, out + err
+    job_id = out.splitlines()[0]
+    manifest = f"jobs/{job_id}/savepoints/000004/previews/manifest.json"
+    for _ in range(600):  # previews render in the background: the last may land just after the job ends
+        if services["store"].exists(manifest):
+            break
+        time.sleep(0.05)
+    code, out, err = run(capsys, services, "sheet", "progress", f"jobs/{job_id}/", "--out", str(tmp_path / "p.png"))
+    assert code == 0, err
+    assert "2 rows x 2" in out
+    with Image.open(tmp_path / "p.png") as sheet:
+        assert sheet.width > 2 * 32 and sheet.height > 2 * 32
+
+
+def test_pause_and_resume_from_the_command_line(capsys, services, embedding):
+    long_run = [arg if arg != "4" else "400" for arg in RUN]
+    args = ["train", "start", "--embedding", embedding, "--dataset", "ds/", *long_run, "--learning-rate", "0.005"]
+    code, out, err = run(capsys, services, *args, "--preview-every", "0", "--save-every", "0")
+    assert code == 0, err
+    job_id = out.split()[0]
+    code, out, err = run(capsys, services, "pause", job_id)
+    assert code == 0, err
+    for _ in range(600):
+        code, out, _ = run(capsys, services, "jobs", "--json")
+        state = next(job["state"] for job in json.loads(out) if job["job_id"] == job_id)
+        if state == "JOB_STATE_PAUSED":
+            break
+        time.sleep(0.05)
+    assert state == "JOB_STATE_PAUSED"
+    code, out, err = run(capsys, services, "resume", job_id)
+    assert code == 0, err
+    code, out, err = run(capsys, services, "watch", job_id)
+    assert code == 0, err
+    assert "SUCCEEDED at step 400/400" in out
 
 
 def test_unknown_job_prints_the_server_message_and_exits_1(capsys, services):
