@@ -43,13 +43,11 @@ class Batcher(Generic[P, R]):
         *,
         max_batch: int,
         name: str = "batcher",
-        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self._run = run
         self._max_batch = max_batch
-        self._on_batch = on_batch
         self._waiting: list[_Waiting[P]] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -99,8 +97,6 @@ class Batcher(Generic[P, R]):
             live = [item for item in batch if item.future.set_running_or_notify_cancel()]
             if not live:
                 continue
-            if self._on_batch is not None:
-                self._on_batch(len(live))
             try:
                 results = self._run(live[0].key, [item.payload for item in live])
                 if len(results) != len(live):

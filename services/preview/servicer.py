@@ -27,14 +27,14 @@ class PreviewServicer(preview_pb2_grpc.PreviewServiceServicer):
     def Generate(self, request: pb.GenerateRequest, context: grpc.ServicerContext) -> pb.GenerateResponse:
         spec = convert.generate_spec(request, self._studio.store)
         with self._metrics.render("generate") as made:
-            files = self._studio.generate(spec)
-            made(len(files))
+            generation = self._studio.generate(spec)
+            made(len(generation.files))
         if request.include_data:
-            convert.inline_budget([len(f.rendered.png) for f in files], self._max_message_bytes)
-        model = self._studio.model(spec.model, spec.model_config)
+            convert.inline_budget([len(f.rendered.png) for f in generation.files], self._max_message_bytes)
+        model = generation.model
         components = model.components
         return pb.GenerateResponse(
-            images=[convert.generated_image(f, inline=request.include_data) for f in files],
+            images=[convert.generated_image(f, inline=request.include_data) for f in generation.files],
             model=model_info(
                 model.reference,
                 components.fingerprint,

@@ -1,7 +1,7 @@
 """The preview service's domain: models and embeddings by reference, and txt2img into the store.
 
     studio = PreviewStudio(store, models, EmbeddingLibrary(store), Renderer())
-    result = studio.generate(GenerateSpec(model="models/sd15", prompt="a photo of (anna:0.8)",
+    generation = studio.generate(GenerateSpec(model="models/sd15", prompt="a photo of (anna:0.8)",
                                           embeddings=(EmbeddingSource("embeddings/anna.safetensors"),), seed=1))
 
 Pure domain: no protobuf. The servicer converts requests into these specs; a notebook can call them directly.
@@ -21,7 +21,7 @@ from services.common.storage import Store, validate_prefix
 from services.preview.embedding_library import EmbeddingLibrary, LoadedEmbedding
 from services.preview.rendering import ImageOrder, LoadedModel, RenderedImage, Renderer, Sampling
 
-__all__ = ["EmbeddingSource", "GenerateSpec", "GeneratedFile", "PreviewStudio", "MAX_BATCH_SIZE"]
+__all__ = ["EmbeddingSource", "GenerateSpec", "GeneratedFile", "Generation", "PreviewStudio", "MAX_BATCH_SIZE"]
 
 MAX_BATCH_SIZE = 16
 
@@ -50,6 +50,12 @@ class GenerateSpec:
 class GeneratedFile:
     key: str
     rendered: RenderedImage
+
+
+@dataclass(frozen=True)
+class Generation:
+    model: LoadedModel  # what the reference resolved to (the default model when the spec named none)
+    files: list[GeneratedFile]
 
 
 class PreviewStudio:
@@ -98,7 +104,7 @@ class PreviewStudio:
             loaded.append(embedding)
         return loaded
 
-    def generate(self, spec: GenerateSpec) -> list[GeneratedFile]:
+    def generate(self, spec: GenerateSpec) -> Generation:
         if not 1 <= spec.batch_size <= MAX_BATCH_SIZE:
             raise InvalidArgument(
                 f"batch_size {spec.batch_size} must be between 1 and {MAX_BATCH_SIZE}",
@@ -115,7 +121,7 @@ class PreviewStudio:
             key = f"{prefix}{index:05d}-{image.seed}.png"  # A1111's file naming
             self.store.put(key, image.png, content_type="image/png")
             files.append(GeneratedFile(key, image))
-        return files
+        return Generation(model, files)
 
 
 def output_prefix(prefix: str, default: str, *, field: str = "output.key") -> str:
