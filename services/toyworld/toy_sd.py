@@ -1,6 +1,12 @@
 """Train the toy SD1.x on the toy world and save it as an ordinary diffusers folder (same classes as SD1.5).
 
-    python -m services.toyworld.toy_sd --out services/toyworld/weights/toy-sd [--vae-steps 400] [--unet-steps 1000]
+    python -m services.toyworld.toy_sd --out services/toyworld/weights/toy-sd [--vae-steps 700] [--unet-steps 8000]
+
+The committed model came from two runs (`weights/toy-sd.recipe.json` records both, the first under "vae_recipe"):
+
+    python -m services.toyworld.toy_sd --out /tmp/vae-run/toy-sd --pool 12000 --unet-steps 0
+    python -m services.toyworld.toy_sd --out services/toyworld/weights/toy-sd --vae-from /tmp/vae-run/toy-sd \
+        --pool 24000 --unet-steps 8000 --ema 0.999 --save-every 250
 
 Two stages, each on a pool of generated scenes (64 px pictures and their captions, `world.py`):
 
@@ -9,6 +15,10 @@ Two stages, each on a pool of generated scenes (64 px pictures and their caption
 2. the UNet (UNet2DConditionModel with cross-attention) and the CLIP text encoder (from scratch, small) together:
    epsilon prediction under SD1.5's scaled-linear betas, min-SNR-5 loss weights, 10% empty captions so that
    classifier-free guidance works, an exponential moving average of both, which is what gets saved.
+   Each step words its captions afresh (`phrase`): "a photo of a red star, on a green background", "a star",
+   "on a green background"... so that the prompts people write around an embedding (`a photo of [name]`,
+   `[name] on a green background`, a template's comma) are words the model knows, and a prompt that leaves
+   something out still draws a whole picture.
 
 The tokenizer is `tiny_vocab`'s byte-level CLIP BPE, in SD1.5's vocab.json + merges.txt layout: every world word is
 one token and any other word falls back to fragments. The folder is saved in fp16 (a few MB; the loader upcasts),
@@ -35,7 +45,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, PNDMScheduler, UNet2DConditi
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from services.common.models.tiny import SD15_SCHEDULER, _clip_tokenizer
-from services.toyworld.world import render, sample_scene
+from services.toyworld.world import Scene, background_phrase, render, sample_scene, with_article
 
 __all__ = ["Recipe", "build_models", "main", "save_folder", "train"]
 
@@ -84,24 +94,27 @@ def parse_args(argv: list[str] | None) -> Recipe:
     p = argparse.ArgumentParser(description="Train the toy SD1.x on the toy world.")
     p.add_argument("--out", type=Path, default=Path("services/toyworld/weights/toy-sd"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pool", type=int, default=12000, help="generated scenes to train on")
+    p.add_argument("--pool", type=int, default=24000, help="generated scenes to train on")
     p.add_argument("--vae-steps", type=int, default=700)
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--vae-lr", type=float, default=2e-3)
     p.add_argument("--kl-weight", type=float, default=1e-5)
     p.add_argument("--decoder-steps", type=int, default=1500, help="stage 1b: decoder only, encoder frozen")
     p.add_argument("--decoder-lr", type=float, default=5e-4)
-    p.add_argument("--unet-steps", type=int, default=3000)
+    p.add_argument("--unet-steps", type=int, default=8000)
     p.add_argument("--unet-batch", type=int, default=64)
     p.add_argument("--unet-lr", type=float, default=1e-3)
     p.add_argument("--text-lr", type=float, default=5e-4)
-    p.add_argument("--ema", type=float, default=0.995, help="EMA decay of the saved UNet and text encoder")
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved UNet and text encoder")
     p.add_argument("--uncond", type=float, default=0.1, help="fraction of empty captions (CFG)")
     p.add_argument("--minutes", type=float, default=0.0, help="stop the UNet stage after this wall time (0: none)")
-    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--save-every", type=int, default=250)
     # One thread: with another job on the 2 cores, two OpenMP threads stall at every barrier (25x slower here).
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--vae-from", type=Path, default=None, help="reuse the VAE of this folder (skip stage 1)")
+    p.add_argument(
+        "--init-from", type=Path, default=None, help="continue from this folder: its VAE, UNet and text encoder"
+    )
     return p.parse_args(argv, namespace=Recipe())
 
 
@@ -111,13 +124,40 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_pool(count: int, seed: int) -> tuple[torch.Tensor, list[str]]:
-    """`count` scenes: pixels [N, 3, 64, 64] in [-1, 1] and captions."""
+def make_pool(count: int, seed: int) -> tuple[torch.Tensor, list[Scene]]:
+    """`count` scenes: pixels [N, 3, 64, 64] in [-1, 1] and the scenes themselves."""
     rng = random.Random(seed)
     scenes = [sample_scene(rng) for _ in range(count)]
     pixels = np.stack([np.asarray(render(s, IMAGE_SIZE)) for s in scenes])  # [N, 64, 64, 3] uint8
     tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-    return tensor, [s.caption() for s in scenes]
+    return tensor, scenes
+
+
+_PREFIXES = (("", 0.5), ("a photo of ", 0.35), ("a picture of ", 0.075), ("an image of ", 0.075))
+_FORMS = (
+    ("{subject} on {background}", 0.6),
+    ("{subject}, on {background}", 0.15),
+    ("{subject}", 0.1),
+    ("on {background}", 0.075),
+    ("{subject}, {background}", 0.075),
+)
+
+
+def phrase(scene: Scene, rng: random.Random) -> str:
+    """One of the ways a person words `scene`; the canonical caption is the most likely one."""
+    roll = rng.random()
+    if roll < 0.85:
+        subject = with_article(f"{scene.colour} {scene.shape}")
+    elif roll < 0.925:
+        subject = f"a {scene.shape}"
+    else:
+        subject = with_article(f"{scene.colour} shape")
+    form = _pick(_FORMS, rng).format(subject=subject, background=background_phrase(scene.background))
+    return _pick(_PREFIXES, rng) + form
+
+
+def _pick(choices: tuple[tuple[str, float], ...], rng: random.Random) -> str:
+    return rng.choices([c for c, _ in choices], weights=[w for _, w in choices])[0]
 
 
 def build_models(tokenizer: CLIPTokenizer, seed: int) -> tuple[AutoencoderKL, CLIPTextModel, UNet2DConditionModel]:
@@ -209,12 +249,11 @@ def tokenize(tokenizer: CLIPTokenizer, captions: list[str]) -> torch.Tensor:
 
 
 def train(
-    unet: UNet2DConditionModel, text: CLIPTextModel, tokenizer: CLIPTokenizer, latents, captions, args: Recipe, save
+    unet: UNet2DConditionModel, text: CLIPTextModel, tokenizer: CLIPTokenizer, latents, scenes, args: Recipe, save
 ) -> dict:
     """Stage 2. `latents` = (means, stds) already scaled by the VAE's scaling factor; `save(unet, text)` saves."""
     means, stds = latents
-    ids = tokenize(tokenizer, captions)  # [N, 77]
-    empty = tokenize(tokenizer, [""])[0]
+    wording = random.Random(args.seed + 21)
     noise_scheduler = DDPMScheduler.from_config({**SD15_SCHEDULER, "clip_sample": False})
     snr = noise_scheduler.alphas_cumprod / (1 - noise_scheduler.alphas_cumprod)  # [1000]
     weights = snr.clamp(max=5.0) / snr  # min-SNR-5 for epsilon prediction
@@ -229,15 +268,16 @@ def train(
     generator = torch.Generator().manual_seed(args.seed + 20)
     unet.train()
     text.train()
-    started, loss_avg, step = time.monotonic(), None, 0
+    started, loss_avg, done = time.monotonic(), None, 0
     for step in range(args.unet_steps):
         scale = min(1.0, (step + 1) / 50) * (0.55 + 0.45 * math.cos(math.pi * step / args.unet_steps))
         for group in optimiser.param_groups:
             group["lr"] = group["base"] * scale
         index = torch.randint(len(means), (args.unet_batch,), generator=generator)
         z = means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)  # [B, 4, 16, 16]
-        batch_ids = ids[index].clone()
-        batch_ids[torch.rand(len(index), generator=generator) < args.uncond] = empty
+        dropped = (torch.rand(len(index), generator=generator) < args.uncond).tolist()
+        captions = ["" if drop else phrase(scenes[i], wording) for i, drop in zip(index.tolist(), dropped, strict=True)]
+        batch_ids = tokenize(tokenizer, captions)
         noise = torch.randn(z.shape, generator=generator)
         t = torch.randint(0, 1000, (len(index),), generator=generator)
         noisy = noise_scheduler.add_noise(z, noise, t)
@@ -249,6 +289,7 @@ def train(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(live, 1.0)
         optimiser.step()
+        done = step + 1
         decay = min(args.ema, (1 + step) / (10 + step))
         torch._foreach_lerp_(shadow, [p.detach() for p in live], 1 - decay)
         plain = per_image.mean().item()
@@ -261,7 +302,7 @@ def train(
         if args.minutes and elapsed > args.minutes * 60:
             log.info("time budget reached at step %d", step + 1)
             break
-    result = {"steps": step + 1, "seconds": round(time.monotonic() - started, 1), "loss": loss_avg}
+    result = {"steps": done, "seconds": round(time.monotonic() - started, 1), "loss": loss_avg}
     save(ema_unet, ema_text, result)
     return result
 
@@ -293,6 +334,17 @@ def save_folder(folder: Path, tokenizer_dir: Path, vae, text, unet) -> None:
     tmp.rename(folder)
 
 
+def vae_recipe_of(folder: Path) -> dict:
+    """How the reused VAE was trained: the VAE stages of the recipe saved beside `folder`, so that a chain of runs
+    stays reproducible."""
+    path = folder.with_name(folder.name + ".recipe.json")
+    if not path.is_file():
+        return {"from": str(folder), "recipe": None}
+    source = json.loads(path.read_text())
+    keep = ("args", "vae", "vae_result", "decoder_result", "scaling_factor", "note")
+    return {"from": str(folder), **{key: source[key] for key in keep if key in source}}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -306,16 +358,22 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = _clip_tokenizer(work / "tokenizer")
     vae, text, unet = build_models(tokenizer, args.seed)
     log.info("params: vae %d, text %d, unet %d", *(sum(p.numel() for p in m.parameters()) for m in (vae, text, unet)))
-    pixels, captions = make_pool(args.pool, args.seed)
-    log.info("pool of %d scenes ready (%.0f s)", len(captions), time.monotonic() - started)
-    if args.vae_from is not None:
-        vae = AutoencoderKL.from_pretrained(args.vae_from, subfolder="vae").float().eval()
-        vae_result = {"from": str(args.vae_from)}
+    pixels, scenes = make_pool(args.pool, args.seed)
+    log.info("pool of %d scenes ready (%.0f s)", len(scenes), time.monotonic() - started)
+    reused = args.init_from or args.vae_from
+    if reused is not None:
+        vae = AutoencoderKL.from_pretrained(reused, subfolder="vae", torch_dtype=torch.float32).eval()
+        vae_result = {"from": str(reused)}
     else:
         vae_result = train_vae(vae, pixels, args)
         vae.save_pretrained(work / "vae")  # to check reconstructions while the UNet trains
+    if args.init_from is not None:
+        text = CLIPTextModel.from_pretrained(args.init_from, subfolder="text_encoder", torch_dtype=torch.float32)
+        unet = UNet2DConditionModel.from_pretrained(args.init_from, subfolder="unet", torch_dtype=torch.float32)
     mean, std = encode_pool(vae, pixels)
     scaling = float(1.0 / (mean + std * torch.randn_like(mean)).std())
+    if args.init_from is not None:
+        scaling = vae.config.scaling_factor  # the UNet learned latents at the scale it was trained with
     vae.register_to_config(scaling_factor=scaling)
     log.info("latent scaling factor %.4f", scaling)
     recipe = {
@@ -330,7 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         },
         "vae_result": vae_result,
     }
-    if args.vae_from is None:  # after encoding: the decoder stage leaves the latents as they are
+    if args.init_from is not None:
+        recipe["init_recipe"] = json.loads(args.init_from.with_name(args.init_from.name + ".recipe.json").read_text())
+    elif args.vae_from is not None:
+        recipe["vae_recipe"] = vae_recipe_of(args.vae_from)
+    else:  # after encoding: the decoder stage leaves the latents as they are
         recipe["decoder_result"] = finetune_decoder(vae, pixels, args)
     recipe_path = out.with_name(out.name + ".recipe.json")
 
@@ -340,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         recipe_path.write_text(json.dumps(final, indent=2) + "\n")
         log.info("saved %s at step %d", out, progress["steps"])
 
-    train(unet, text, tokenizer, (mean * scaling, std * scaling), captions, args, save)
+    train(unet, text, tokenizer, (mean * scaling, std * scaling), scenes, args, save)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

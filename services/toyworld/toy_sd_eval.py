@@ -19,6 +19,7 @@ from services.common.models.loading import load_stable_diffusion
 from services.common.models.reference import resolve_model
 from services.preview.rendering import ImageOrder, LoadedModel, Renderer, Sampling
 from services.toyworld.judge import judge
+from services.toyworld.world import scene_from_words
 
 __all__ = ["CAPTIONS", "Score", "load_toy_sd", "score"]
 
@@ -47,9 +48,7 @@ class Score:
 
 
 def caption_of(shape: str, colour: str, background: tuple[str, ...]) -> str:
-    bg = " and ".join(background)
-    article = {True: "an", False: "a"}
-    return f"{article[colour[0] in 'aeiou']} {colour} {shape} on {article[bg[0] in 'aeiou']} {bg} background"
+    return scene_from_words(shape, colour, background).caption()
 
 
 def load_toy_sd(path: Path | str) -> LoadedModel:

@@ -27,7 +27,16 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-__all__ = ["COLOURS", "SHAPES", "Scene", "sample_scene", "render", "scene_from_words"]
+__all__ = [
+    "COLOURS",
+    "SHAPES",
+    "Scene",
+    "background_phrase",
+    "render",
+    "sample_scene",
+    "scene_from_words",
+    "with_article",
+]
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -55,8 +64,7 @@ class Scene:
     split: float = 0.5  # two-tone: where the bottom tone starts, as a fraction of the height
 
     def caption(self) -> str:
-        background = " and ".join(self.background)
-        return f"{_article(self.colour)} {self.colour} {self.shape} on {_article(background)} {background} background"
+        return f"{with_article(f'{self.colour} {self.shape}')} on {background_phrase(self.background)}"
 
 
 def sample_scene(
@@ -144,8 +152,14 @@ def shape_outline(shape: str, cx: float, cy: float, r: float) -> list[tuple[floa
     raise ValueError(f"unknown shape {shape!r}; the world has {', '.join(SHAPES)}")
 
 
-def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
+def with_article(words: str) -> str:
+    """ "an orange star", "a red star": the article English gives the words."""
+    return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
+
+
+def background_phrase(background: tuple[str, ...]) -> str:
+    """ "a green background", "a blue and white background"."""
+    return f"{with_article(' and '.join(background))} background"
 
 
 def _angles(count: int) -> list[float]:
