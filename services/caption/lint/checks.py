@@ -127,7 +127,7 @@ def image_findings(item: LintItem, image: Image.Image, settings: LintSettings) -
                 "Crop it to 1:1 yourself, or run Preprocess with the focal-point crop.",
             )
         )
-    sharpness = image_checks.laplacian_variance(image)
+    sharpness = image_checks.laplacian_variance(image, settings.training_size)
     if sharpness < image_checks.BLUR_THRESHOLD:
         findings.append(
             _warn(

@@ -24,7 +24,8 @@ __all__ = [
     "is_grayscale",
 ]
 
-# Sharpness is measured on the centre square scaled to 512 px (the SD1.5 training size): what training sees.
+# Sharpness is measured on the centre square scaled to the training size (512 px, SD1.5's, unless the lint is told
+# another): what training sees.
 BLUR_WORKING_SIZE = 512
 # Variance of the 3x3 Laplacian of the 0-255 grayscale at 512 px. The usual rule of thumb is 100 at about 500 px;
 # we flag below 50 because the seeds' pictures are mostly face close-ups, whose out-of-focus backgrounds pull the
@@ -42,27 +43,28 @@ _HASH_SIZE = 32  # pHash: DCT of the 32x32 grayscale image, keep the 8x8 lowest 
 _HASH_BITS = 8
 
 
-def _working_gray(image: Image.Image) -> np.ndarray:
-    """The centre square scaled to BLUR_WORKING_SIZE, as 0-255 grayscale (float64)."""
-    gray = np.asarray(image.convert("L"))
-    height, width = gray.shape
+def _working_channels(image: Image.Image, working_size: int) -> np.ndarray:
+    """The centre square scaled to `working_size`, as 0-255 R, G and B planes (float64, [3, S, S])."""
+    rgb = np.asarray(image.convert("RGB"))
+    height, width = rgb.shape[:2]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    square = gray[top : top + side, left : left + side]
+    square = rgb[top : top + side, left : left + side]
     # Area averaging when shrinking (no aliasing that would fake sharpness), cubic when enlarging: a small image
     # is enlarged for training too, and comes out as soft as it will look there.
-    interpolation = cv2.INTER_AREA if side >= BLUR_WORKING_SIZE else cv2.INTER_CUBIC
-    resized = cv2.resize(square, (BLUR_WORKING_SIZE, BLUR_WORKING_SIZE), interpolation=interpolation)
-    return resized.astype(np.float64)
+    interpolation = cv2.INTER_AREA if side >= working_size else cv2.INTER_CUBIC
+    resized = cv2.resize(square, (working_size, working_size), interpolation=interpolation)
+    return resized.astype(np.float64).transpose(2, 0, 1)
 
 
-def laplacian_variance(image: Image.Image) -> float:
-    """Variance of the Laplacian at the working size: low means few edges, i.e. blurred."""
-    return float(cv2.Laplacian(_working_gray(image), cv2.CV_64F).var())
+def laplacian_variance(image: Image.Image, working_size: int = BLUR_WORKING_SIZE) -> float:
+    """Variance of the Laplacian at the working size, in the channel with the most: low means few edges, i.e.
+    blurred. Per channel, because an edge between two colours of the same brightness vanishes in grayscale."""
+    return max(float(cv2.Laplacian(plane, cv2.CV_64F).var()) for plane in _working_channels(image, working_size))
 
 
-def is_blurry(image: Image.Image, threshold: float = BLUR_THRESHOLD) -> bool:
-    return laplacian_variance(image) < threshold
+def is_blurry(image: Image.Image, threshold: float = BLUR_THRESHOLD, working_size: int = BLUR_WORKING_SIZE) -> bool:
+    return laplacian_variance(image, working_size) < threshold
 
 
 def _dct_matrix(size: int) -> np.ndarray:

@@ -58,6 +58,22 @@ def test_blur_is_judged_at_a_fixed_working_size():
     assert laplacian_variance(photo(2, (128, 128))) < laplacian_variance(photo(2, (640, 640)))
 
 
+def test_blur_is_judged_at_the_training_size_the_lint_is_given():
+    # A sharp 64 px picture is soft once enlarged to 512, but sharp for a model that trains at 64 (the toy SD).
+    small = Image.new("RGB", (64, 64), (40, 160, 60))
+    ImageDraw.Draw(small).rectangle((16, 16, 47, 47), fill=(220, 30, 30))
+    assert is_blurry(small) and not is_blurry(small, working_size=64)
+    assert is_blurry(small.filter(ImageFilter.GaussianBlur(2)), working_size=64)
+
+
+def test_an_edge_between_colours_of_the_same_brightness_is_sharp():
+    # Red and this green are the same grey (ITU-R 601 luma 76), so a grayscale measure would see a flat picture.
+    image = Image.new("RGB", (512, 512), (0, 130, 0))
+    ImageDraw.Draw(image).rectangle((128, 128, 383, 383), fill=(255, 0, 0))
+    assert np.ptp(np.asarray(image.convert("L"))) <= 1
+    assert not is_blurry(image)
+
+
 def test_a_flat_picture_is_blurry():
     assert is_blurry(Image.new("RGB", (600, 600), (120, 80, 40)))
 
