@@ -7,12 +7,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 MODELS := models
-PY_SOURCES := services clients tests deploy protos/generate.py conftest.py
+PY_SOURCES := services clients tests bench deploy protos/generate.py conftest.py
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-slow venv protos protos-check lint deploy-check models lock clean bench-caption bench-train bench-preview
+.PHONY: demo test test-slow venv protos protos-check lint deploy-check models lock clean bench-caption bench-train bench-preview bench-toyworld
 
 demo: $(VENV)/.installed models
 	$(PY) -m tistudio_client.demo --models $(MODELS) --out demo-out
@@ -77,6 +77,12 @@ bench-train: $(VENV)/.installed models
 # embedding swap time. Not part of `make test`. Extra flags: BENCH_PREVIEW_ARGS=...
 bench-preview: $(VENV)/.installed models
 	$(PY) -m services.preview.bench --json .cache/bench/preview.json $(BENCH_PREVIEW_ARGS)
+
+# The toy world's learning test at full length: an embedding trained through the services on a pink heart, judged
+# over 64 seeds per check, with the fidelity curve over the savepoints and the progress contact sheet. Writes
+# bench/results/toy-learning.{json,png}. Extra flags: BENCH_TOYWORLD_ARGS=...
+bench-toyworld: $(VENV)/.installed
+	$(PY) -m bench.toy_learning --out bench/results $(BENCH_TOYWORLD_ARGS)
 
 # Re-pin every transitive dependency after changing requirements.txt.
 lock: $(VENV)/.installed

@@ -47,7 +47,7 @@ def _check_flow(result, out: Path) -> None:
     ]
     assert sorted(p.name for p in (out / "previews").iterdir()) == ["000003", "000006"]
     manifest = json.loads((out / "previews" / "000006" / "manifest.json").read_text())
-    assert len(manifest["entries"]) == 2 * 2 * 3  # prompts x seeds x weights
+    assert len(manifest["entries"]) == 2 * len(SMALL.preview_seeds) * 3  # prompts x seeds x weights
     for name in ("progress-seeds", "progress-weights", "final-exam"):
         assert (out / "sheets" / f"{name}.png").stat().st_size > 0
     assert (out / "loss.png").stat().st_size > 0 and (out / "lint-report.txt").read_text().startswith("Dataset lint")

@@ -1,6 +1,11 @@
 """`make demo`: the main job on the embedded default models, end to end through the services.
 
-Starts caption, trainer and preview on loopback with a local store and the tiny models, waits until all three
+The defaults are the toy world's trained models (`services/toyworld/weights`: a toy SD1.x and a toy BLIP), so the
+captions are right and the previews show the sample concept appear over the steps; `--sd-model` and
+`--caption-model` take any other model reference (a real SD1.5 folder or checkpoint, a BLIP folder), and
+`--models` names the folder `make models` built, whose tiny CLIP scores savepoints.
+
+Starts caption, trainer and preview on loopback with a local store and those models, waits until all three
 report SERVING, then runs the whole workflow through the SDK (`demo_flow`): sample photos -> preprocess -> caption
 -> lint -> plan -> train (recipe seed-a, scaled down) with previews and savepoints -> contact sheets and the final
 exam -> export in every format. Finally it stops the services with SIGTERM and checks that each exited cleanly.
@@ -17,6 +22,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from services.toyworld import TOY_BLIP, TOY_SD
 from tistudio.trainer.v1 import trainer_pb2 as tr
 from tistudio_client.client import Tistudio
 from tistudio_client.demo_flow import run_demo_flow
@@ -29,6 +35,8 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=Path("models"), help="folder built by `make models`")
+    parser.add_argument("--sd-model", default=str(TOY_SD), help="Stable Diffusion model (default: the toy SD)")
+    parser.add_argument("--caption-model", default=str(TOY_BLIP), help="BLIP model (default: the toy BLIP)")
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="where everything lands")
     args = parser.parse_args(argv)
 
@@ -39,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     store.mkdir(parents=True, exist_ok=True)
     config = TrioConfig(
         store_url=store.as_uri(),
-        caption_model=str((args.models / "tiny-blip").resolve()),
-        sd_model=str((args.models / "tiny-sd").resolve()),
+        caption_model=_reference(args.caption_model),
+        sd_model=_reference(args.sd_model),
         clip_model=str((args.models / "tiny-clip").resolve()),
         cache_dir=str(out / "cache"),
         log_dir=out / "logs",
@@ -86,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     if not succeeded:
         print("demo: the workflow did not finish; see the messages above and logs/", file=sys.stderr)
     return 0 if clean and succeeded else 1
+
+
+def _reference(model: str) -> str:
+    """A folder or file given by path is passed on absolute (the services run elsewhere); a name as it is."""
+    path = Path(model)
+    return str(path.resolve()) if path.exists() else model
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """The main job, end to end through the SDK: what `make demo` runs and the end-to-end tests check.
 
-    sample photos -> upload -> Preprocess (crop 1:1, resize) -> CaptionDataset (BLIP) -> LintDataset
-    -> CreateEmbedding -> PlanTraining -> StartTraining (recipe seed-a, scaled down) with previews and savepoints
-    -> WatchJob to the end -> ContactSheet (progress by seeds and by weights, final exam) -> ExportEmbedding
+    sample photos -> upload -> Preprocess (crop 1:1, resize) -> CaptionDataset (BLIP) -> fix the captions
+    -> LintDataset -> CreateEmbedding -> PlanTraining -> StartTraining (recipe seed-a, scaled down) with previews
+    and savepoints -> WatchJob to the end -> ContactSheet (progress by seeds and by weights, final exam) -> Export
+
+On the toy world (the default models) BLIP writes "a purple star on a green background"; fixing the captions
+removes the concept's words ("on a green background"), as users do, so the embedding has to carry the concept.
 
 Everything a user would keep lands in `out`: `embedding/` (every format), `previews/`, `sheets/`, `loss.csv`,
 `loss.png`, `lint-report.txt`. Only the SDK is used, so this is also what an app calling tistudio does.
@@ -11,6 +14,7 @@ Everything a user would keep lands in `out`: `embedding/` (every format), `previ
 from __future__ import annotations
 
 import posixpath
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,21 +27,23 @@ from tistudio.trainer.v1 import trainer_pb2 as tr
 from tistudio_client.client import Tistudio
 from tistudio_client.datasets import download
 from tistudio_client.loss_plot import loss_plot_png, read_loss_csv
-from tistudio_client.sample_data import write_sample_dataset
+from tistudio_client.sample_data import SAMPLE_CONCEPT, write_sample_dataset
 
-__all__ = ["DemoSettings", "DemoResult", "run_demo_flow", "demo_spec"]
+__all__ = ["DemoSettings", "DemoResult", "run_demo_flow", "demo_spec", "remove_words"]
 
 
 @dataclass(frozen=True)
 class DemoSettings:
     name: str = "st4rdemo"  # the trigger word: not a single token, so it cannot collide with a real word
-    init_text: str = "star"
+    init_text: str = "shape"  # says nothing of the concept, so the previews show it arrive
     vectors: int = 2
     images: int = 12
-    size: int = 64  # the tiny model's native size; real SD1.5 would use 512
-    max_steps: int = 60  # seed-a's 3000, scaled down
-    every: int = 20  # preview and savepoint interval (seed-a: 50)
+    concept_words: str = f"{SAMPLE_CONCEPT.colour} {SAMPLE_CONCEPT.shape}"  # removed from the captions
+    size: int = 64  # the toy and tiny models' native size; real SD1.5 would use 512
+    max_steps: int = 150  # seed-a's 3000, scaled down
+    every: int = 25  # preview and savepoint interval (seed-a: 50)
     preview_steps: int = 20
+    preview_seeds: tuple[int, ...] = (1, 2, 3, 4)
     sheet_cell: int = 128  # contact-sheet cells, upscaled from 64 px so that labels fit
     formats: tuple[str, ...] = ("safetensors", "pt", "diffusers")
 
@@ -65,7 +71,7 @@ def demo_spec(settings: DemoSettings, embedding: str, dataset: str) -> tr.Traini
         preview_every_steps=settings.every,
         preview=tr.PreviewSettings(
             prompts=["a photo of [name]", "a photo of [name] on a green background"],
-            seeds=[1, 2],
+            seeds=list(settings.preview_seeds),
             weights=[0.8, 1.0, 1.2],
             steps=settings.preview_steps,
         ),
@@ -91,12 +97,25 @@ def run_demo_flow(
         preprocess=cap.PreprocessOptions(size=settings.size),
         embedding_name=settings.name,
         vectors_per_token=settings.vectors,
+        write_report=False,  # the report that counts is the one after the captions are fixed
     )
     kept = len(prepared.outcomes) - len(prepared.skipped)
     say(f"preprocess: {kept} kept, {len(prepared.skipped)} skipped; captions written: {prepared.captioning.written}")
+    for image in prepared.captions[:3]:
+        say(f"  {posixpath.basename(image.image_key)}: {image.result.caption!r}")
+    fixed = _fix_captions(client, [image.caption_key for image in prepared.captions], settings.concept_words)
+    examples = "".join(f"; {before!r} -> {after!r}" for before, after in fixed[:2])
+    say(f"captions fixed: {len(fixed)} lose {settings.concept_words!r}{examples}")
+    lint = client.caption.lint_dataset(
+        dataset=prepared.dataset,
+        embedding_name=settings.name,
+        vectors_per_token=settings.vectors,
+        training_size=settings.size,
+        write_report=True,
+    )
     files: dict[str, Path] = {}
-    files["lint"] = _write(out / "lint-report.txt", prepared.lint.report_text.encode())
-    say(f"lint: {len(prepared.lint.findings)} findings (lint-report.txt)")
+    files["lint"] = _write(out / "lint-report.txt", lint.report_text.encode())
+    say(f"lint: {len(lint.findings)} findings (lint-report.txt)")
 
     embedding = client.trainer.create_embedding(
         name=settings.name, init_text=settings.init_text, vectors_per_token=settings.vectors, overwrite=True
@@ -152,6 +171,25 @@ def run_demo_flow(
     files.update({f"embedding_{i}": path for i, path in enumerate(exported)})
     say(f"exported {', '.join(posixpath.basename(str(p)) for p in exported)}")
     return DemoResult(job, events, files)
+
+
+def remove_words(caption: str, words: str) -> str:
+    """The caption without `words` and the article before them: "a purple star on a green background" ->
+    "on a green background"; a caption without them comes back unchanged."""
+    pattern = re.compile(rf"\b(?:an?\s+|the\s+)?{re.escape(words)}\b[\s,]*", re.IGNORECASE)
+    return re.sub(r"\s{2,}", " ", pattern.sub("", caption)).strip(" ,")
+
+
+def _fix_captions(client: Tistudio, caption_keys: list[str], words: str) -> list[tuple[str, str]]:
+    """Rewrite each caption without `words`; returns the (before, after) pairs that changed."""
+    changed = []
+    for key in caption_keys:
+        before = client.store.get(key).decode("utf-8").strip()
+        after = remove_words(before, words)
+        if after != before:
+            client.store.put(key, (after + "\n").encode("utf-8"))
+            changed.append((before, after))
+    return changed
 
 
 def _wait_for_last_preview(client: Tistudio, manifest_key: str, say: Callable[[str], None]) -> None:

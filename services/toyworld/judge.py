@@ -7,7 +7,8 @@
    edges, a generator's noise) count for nothing.
 2. The background is what the border shows: the top rows' majority colour, and the bottom rows' when it differs
    (two-tone). Shapes never reach the border in the world, so the border is background.
-3. The shape's colour is the most frequent remaining palette colour.
+3. The shape's colour is the most frequent remaining palette colour, leaving out any colour that covers a tenth of
+   the border: a generated background shaded from red into brown is background in both colours, not a brown shape.
 4. The shape is the template whose mask, scaled to the same bounding box, overlaps that colour's mask best (IoU
    against the generator's own outlines at 24 x 24).
 
@@ -33,6 +34,7 @@ _MAX_DISTANCE = 60.0  # farther than this from every palette colour: an edge or 
 _BORDER = 3  # rows/columns of border read as background (at 64 px)
 _TEMPLATE = 24
 _MIN_SHAPE_PIXELS = 12
+_BACKGROUND_BORDER_SHARE = 0.1  # a colour on this much of the border ring is background, never the shape
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,9 @@ def judge(image: Image.Image) -> Verdict:
     labels = _palette_labels(pixels)  # [64, 64], -1 where no palette colour is near
     top, bottom = _majority(labels[:_BORDER]), _majority(labels[-_BORDER:])
     background = tuple(_PALETTE_NAMES[i] for i in dict.fromkeys((top, bottom)) if i >= 0)
-    excluded = {top, bottom, -1}
     counts = np.bincount(labels[labels >= 0].ravel(), minlength=len(_PALETTE_NAMES))
-    for index in excluded - {-1}:
-        counts[index] = 0
+    counts[[i for i in (top, bottom) if i >= 0]] = 0
+    counts[_border_shares(labels) >= _BACKGROUND_BORDER_SHARE] = 0
     if counts.max() < _MIN_SHAPE_PIXELS:
         return Verdict(None, None, background)
     colour_index = int(counts.argmax())
@@ -65,6 +66,14 @@ def _palette_labels(pixels: np.ndarray) -> np.ndarray:
     labels = distances.argmin(axis=-1)
     labels[distances.min(axis=-1) > _MAX_DISTANCE] = -1
     return labels
+
+
+def _border_shares(labels: np.ndarray) -> np.ndarray:
+    """Each palette colour's share of the border ring (`_BORDER` pixels wide), [K]."""
+    ring = np.ones(labels.shape, dtype=bool)
+    ring[_BORDER:-_BORDER, _BORDER:-_BORDER] = False
+    border = labels[ring]
+    return np.bincount(border[border >= 0], minlength=len(_PALETTE_NAMES)) / border.size
 
 
 def _majority(labels: np.ndarray) -> int:

@@ -2,11 +2,16 @@
 
     python -m services.toyworld.toy_sd --out services/toyworld/weights/toy-sd [--vae-steps 700] [--unet-steps 8000]
 
-The committed model came from two runs (`weights/toy-sd.recipe.json` records both, the first under "vae_recipe"):
+The committed model came from three runs, each starting from the last (`weights/toy-sd.recipe.json` records all
+three: the second under "init_recipe", the first under its "vae_recipe"):
 
     python -m services.toyworld.toy_sd --out /tmp/vae-run/toy-sd --pool 12000 --unet-steps 0
-    python -m services.toyworld.toy_sd --out services/toyworld/weights/toy-sd --vae-from /tmp/vae-run/toy-sd \
-        --pool 24000 --unet-steps 8000 --ema 0.999 --save-every 250
+    python -m services.toyworld.toy_sd --out /tmp/base-run/toy-sd --vae-from /tmp/vae-run/toy-sd
+    python -m services.toyworld.toy_sd --out services/toyworld/weights/toy-sd --init-from /tmp/base-run/toy-sd \
+        --seed 1 --unet-steps 3500 --unet-lr 5e-4 --text-lr 5e-4 --subject-only 0.3
+
+The third run, on a fresh pool, words 30% of its captions without a background, because the second one drew the
+subject's colour behind it too often when a prompt named no background (`a photo of [name]`).
 
 Two stages, each on a pool of generated scenes (64 px pictures and their captions, `world.py`):
 
@@ -107,6 +112,7 @@ def parse_args(argv: list[str] | None) -> Recipe:
     p.add_argument("--text-lr", type=float, default=5e-4)
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved UNet and text encoder")
     p.add_argument("--uncond", type=float, default=0.1, help="fraction of empty captions (CFG)")
+    p.add_argument("--subject-only", type=float, default=0.1, help="fraction of captions without the background")
     p.add_argument("--minutes", type=float, default=0.0, help="stop the UNet stage after this wall time (0: none)")
     p.add_argument("--save-every", type=int, default=250)
     # One thread: with another job on the 2 cores, two OpenMP threads stall at every barrier (25x slower here).
@@ -134,17 +140,18 @@ def make_pool(count: int, seed: int) -> tuple[torch.Tensor, list[Scene]]:
 
 
 _PREFIXES = (("", 0.5), ("a photo of ", 0.35), ("a picture of ", 0.075), ("an image of ", 0.075))
-_FORMS = (
+_FORMS = (  # with the subject alone taking `subject_only` and these sharing the rest in proportion
     ("{subject} on {background}", 0.6),
     ("{subject}, on {background}", 0.15),
-    ("{subject}", 0.1),
     ("on {background}", 0.075),
     ("{subject}, {background}", 0.075),
 )
 
 
-def phrase(scene: Scene, rng: random.Random) -> str:
-    """One of the ways a person words `scene`; the canonical caption is the most likely one."""
+def phrase(scene: Scene, rng: random.Random, subject_only: float = 0.1) -> str:
+    """One of the ways a person words `scene`; the canonical caption is the most likely one. `subject_only` is the
+    share of captions without the background ("a photo of a pink heart"), from which the model learns to pick a
+    background itself, never the subject's colour."""
     roll = rng.random()
     if roll < 0.85:
         subject = with_article(f"{scene.colour} {scene.shape}")
@@ -152,7 +159,9 @@ def phrase(scene: Scene, rng: random.Random) -> str:
         subject = f"a {scene.shape}"
     else:
         subject = with_article(f"{scene.colour} shape")
-    form = _pick(_FORMS, rng).format(subject=subject, background=background_phrase(scene.background))
+    rest = [(form, weight * (1 - subject_only) / 0.9) for form, weight in _FORMS]
+    forms = (*rest[:2], ("{subject}", subject_only), *rest[2:])  # this order keeps earlier runs' wordings
+    form = _pick(forms, rng).format(subject=subject, background=background_phrase(scene.background))
     return _pick(_PREFIXES, rng) + form
 
 
@@ -276,7 +285,10 @@ def train(
         index = torch.randint(len(means), (args.unet_batch,), generator=generator)
         z = means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)  # [B, 4, 16, 16]
         dropped = (torch.rand(len(index), generator=generator) < args.uncond).tolist()
-        captions = ["" if drop else phrase(scenes[i], wording) for i, drop in zip(index.tolist(), dropped, strict=True)]
+        captions = [
+            "" if drop else phrase(scenes[i], wording, args.subject_only)
+            for i, drop in zip(index.tolist(), dropped, strict=True)
+        ]
         batch_ids = tokenize(tokenizer, captions)
         noise = torch.randn(z.shape, generator=generator)
         t = torch.randint(0, 1000, (len(index),), generator=generator)

@@ -1,4 +1,4 @@
-"""The demo's own parts: the sample dataset and the loss plot."""
+"""The demo's own parts: the sample dataset, fixing captions and the loss plot."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import io
 import pytest
 from PIL import Image
 
+from services.toyworld.judge import judge
+from tistudio_client.demo_flow import remove_words
 from tistudio_client.loss_plot import loss_plot_png, read_loss_csv
-from tistudio_client.sample_data import write_sample_dataset
+from tistudio_client.sample_data import SAMPLE_CONCEPT, write_sample_dataset
 
 
 def test_the_sample_dataset_is_seeded_and_needs_cropping(tmp_path):
@@ -20,7 +22,25 @@ def test_the_sample_dataset_is_seeded_and_needs_cropping(tmp_path):
     for path in first:
         with Image.open(path) as image:
             sizes.add(image.size)
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            square = image.crop((left, top, left + side, top + side)).resize((64, 64), Image.Resampling.LANCZOS)
+        assert SAMPLE_CONCEPT.shown_by(judge(square)), path.name  # Preprocess's centre crop keeps the concept
     assert any(w != h for w, h in sizes)  # Preprocess has to crop to 1:1
+
+
+@pytest.mark.parametrize(
+    ("caption", "fixed"),
+    [
+        ("a purple star on a green background", "on a green background"),
+        ("A Purple Star, on a blue and white background", "on a blue and white background"),
+        ("a photo of a purple star", "a photo of"),
+        ("a red circle on a green background", "a red circle on a green background"),
+        ("a purple starfish", "a purple starfish"),
+    ],
+)
+def test_fixing_captions_removes_the_concept_words_and_their_article(caption, fixed):
+    assert remove_words(caption, "purple star") == fixed
 
 
 def test_loss_csv_rows_skip_bad_values_and_plot_as_png():

@@ -36,3 +36,13 @@ def test_every_shape_is_told_apart_and_an_empty_picture_has_no_shape():
         assert judge(render(scene)) == Verdict(shape, "red", ("white", "blue"))
     blank = Image.new("RGB", (64, 64), COLOURS["green"])
     assert judge(blank) == Verdict(None, None, ("green",))
+
+
+def test_a_background_shaded_into_a_second_colour_is_not_read_as_the_shape():
+    # Generated backgrounds are not flat: a red one darkens into brown along the left edge, over more pixels than
+    # the heart has. Brown covers much of the border, so it is background; the heart is still pink.
+    pixels = np.array(render(scene_from_words("heart", "pink", ("red",))))
+    pixels[:, :20] = COLOURS["brown"]
+    shaded = Image.fromarray(pixels)
+    assert (np.asarray(shaded) == COLOURS["brown"]).all(axis=-1).sum() > 1000  # more than the heart's pixels
+    assert judge(shaded) == Verdict("heart", "pink", ("red",))
