@@ -29,8 +29,8 @@ def test_demo_brings_up_three_serving_services_and_stops_them_cleanly(tmp_path, 
         lines = (out / "logs" / f"{name}.log").read_text().splitlines()
         assert lines and all(json.loads(line)["service"] == name for line in lines)
     embedding = sorted(p.relative_to(out / "embedding").as_posix() for p in (out / "embedding").rglob("*.*"))
-    assert embedding == ["st4rdemo.pt", "st4rdemo.safetensors", "st4rdemo/learned_embeds.safetensors"]
-    assert sorted(p.name for p in (out / "previews").iterdir()) == [f"{s:06d}" for s in range(25, 151, 25)]
+    assert embedding == ["h3artdemo.pt", "h3artdemo.safetensors", "h3artdemo/learned_embeds.safetensors"]
+    assert sorted(p.name for p in (out / "previews").iterdir()) == [f"{s:06d}" for s in range(50, 301, 50)]
     assert sorted(p.name for p in (out / "sheets").iterdir()) == [
         "final-exam.png",
         "progress-seeds.png",
@@ -38,7 +38,7 @@ def test_demo_brings_up_three_serving_services_and_stops_them_cleanly(tmp_path, 
     ]
     for name in ("loss.csv", "loss.png", "lint-report.txt"):
         assert (out / name).stat().st_size > 0, name
-    assert "job JOB_STATE_SUCCEEDED at step 150" in result.stdout and f"outputs in {out}" in result.stdout
+    assert "job JOB_STATE_SUCCEEDED at step 300" in result.stdout and f"outputs in {out}" in result.stdout
     # The toy BLIP names the sample concept, and fixing the captions leaves only the background.
-    assert "001.png: 'a purple star on a" in result.stdout
-    assert "captions fixed: 12 lose 'purple star'; 'a purple star on a" in result.stdout
+    assert "001.png: 'a purple heart on a" in result.stdout
+    assert "captions fixed: 12 lose 'purple heart'; 'a purple heart on a" in result.stdout

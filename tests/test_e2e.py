@@ -40,11 +40,9 @@ def _check_flow(result, out: Path) -> None:
     assert steps == sorted(set(steps)) and steps[-1] == SMALL.max_steps
     sequences = [e.sequence for e in result.events]
     assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))  # none lost, none repeated
-    assert sorted(p.name for p in (out / "embedding").rglob("*") if p.is_file()) == [
-        "learned_embeds.safetensors",
-        f"{SMALL.name}.pt",
-        f"{SMALL.name}.safetensors",
-    ]
+    assert sorted(p.name for p in (out / "embedding").rglob("*") if p.is_file()) == sorted(
+        ["learned_embeds.safetensors", f"{SMALL.name}.pt", f"{SMALL.name}.safetensors"]
+    )
     assert sorted(p.name for p in (out / "previews").iterdir()) == ["000003", "000006"]
     manifest = json.loads((out / "previews" / "000006" / "manifest.json").read_text())
     assert len(manifest["entries"]) == 2 * len(SMALL.preview_seeds) * 3  # prompts x seeds x weights

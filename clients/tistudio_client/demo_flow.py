@@ -4,7 +4,7 @@
     -> LintDataset -> CreateEmbedding -> PlanTraining -> StartTraining (recipe seed-a, scaled down) with previews
     and savepoints -> WatchJob to the end -> ContactSheet (progress by seeds and by weights, final exam) -> Export
 
-On the toy world (the default models) BLIP writes "a purple star on a green background"; fixing the captions
+On the toy world (the default models) BLIP writes "a purple heart on a green background"; fixing the captions
 removes the concept's words ("on a green background"), as users do, so the embedding has to carry the concept.
 
 Everything a user would keep lands in `out`: `embedding/` (every format), `previews/`, `sheets/`, `loss.csv`,
@@ -34,14 +34,14 @@ __all__ = ["DemoSettings", "DemoResult", "run_demo_flow", "demo_spec", "remove_w
 
 @dataclass(frozen=True)
 class DemoSettings:
-    name: str = "st4rdemo"  # the trigger word: not a single token, so it cannot collide with a real word
+    name: str = "h3artdemo"  # the trigger word: not a single token, so it cannot collide with a real word
     init_text: str = "shape"  # says nothing of the concept, so the previews show it arrive
     vectors: int = 2
     images: int = 12
     concept_words: str = f"{SAMPLE_CONCEPT.colour} {SAMPLE_CONCEPT.shape}"  # removed from the captions
     size: int = 64  # the toy and tiny models' native size; real SD1.5 would use 512
-    max_steps: int = 150  # seed-a's 3000, scaled down
-    every: int = 25  # preview and savepoint interval (seed-a: 50)
+    max_steps: int = 300  # seed-a's 3000, scaled down
+    every: int = 50  # preview and savepoint interval, as seed-a
     preview_steps: int = 20
     preview_seeds: tuple[int, ...] = (1, 2, 3, 4)
     sheet_cell: int = 128  # contact-sheet cells, upscaled from 64 px so that labels fit

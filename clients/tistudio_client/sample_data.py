@@ -1,4 +1,4 @@
-"""A small sample dataset for the demo: one toy-world concept (a shape in a colour) photographed on varied backgrounds.
+"""A small sample dataset for the demo: one toy-world concept (a purple heart) photographed on varied backgrounds.
 
 The pictures come from the toy world's generator (`services/toyworld`), which the toy SD and toy BLIP were trained
 on, so the captions the demo writes are right and its previews show the concept appear. Each is drawn at 96 px and
@@ -21,7 +21,7 @@ from services.toyworld.world import render
 
 __all__ = ["SAMPLE_CONCEPT", "write_sample_dataset"]
 
-SAMPLE_CONCEPT = Concept("star", "purple")
+SAMPLE_CONCEPT = Concept("heart", "purple")
 _SIZES = [(96, 80), (80, 96), (112, 84), (90, 90), (120, 100), (84, 120)]  # (width, height) before Preprocess
 
 
