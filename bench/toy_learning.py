@@ -36,6 +36,7 @@ from tistudio.common.v1 import common_pb2
 from tistudio.preview.v1 import preview_pb2 as pv
 from tistudio.trainer.v1 import trainer_pb2 as tr
 from tistudio_client.client import Tistudio
+from tistudio_client.demo_flow import wait_for_last_preview
 from tistudio_client.local import LocalTrio, TrioConfig
 
 __all__ = ["LearningSettings", "LearningResult", "run_learning", "main"]
@@ -126,10 +127,7 @@ def run_learning(
         seconds["fidelity_curve"] = round(time.monotonic() - started, 1)
         say("fidelity by step: " + ", ".join(f"{step}: {f:.0%}" for step, f in result.curve))
     if settings.previews:
-        last_previews = f"{job.output.key}savepoints/{job.step:06d}/previews/manifest.json"
-        deadline = time.monotonic() + 120  # previews render in the background and may land after the job ends
-        while not client.store.exists(last_previews) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_for_last_preview(client, f"{job.output.key}savepoints/{job.step:06d}/previews/manifest.json", say)
         sheet = client.preview.contact_sheet(
             kind=pv.SHEET_KIND_PROGRESS, job_output=job.output, columns=pv.SHEET_COLUMNS_SEEDS, cell_size=96
         )

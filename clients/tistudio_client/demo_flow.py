@@ -29,7 +29,7 @@ from tistudio_client.datasets import download
 from tistudio_client.loss_plot import loss_plot_png, read_loss_csv
 from tistudio_client.sample_data import SAMPLE_CONCEPT, write_sample_dataset
 
-__all__ = ["DemoSettings", "DemoResult", "run_demo_flow", "demo_spec", "remove_words"]
+__all__ = ["DemoSettings", "DemoResult", "run_demo_flow", "demo_spec", "remove_words", "wait_for_last_preview"]
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def run_demo_flow(
         return DemoResult(job, events, files)
 
     output = job.output.key
-    _wait_for_last_preview(client, f"{output}savepoints/{job.step:06d}/previews/manifest.json", say)
+    wait_for_last_preview(client, f"{output}savepoints/{job.step:06d}/previews/manifest.json", say)
     files["loss_csv"] = _write(out / "loss.csv", client.store.get(f"{output}loss.csv"))
     files["loss_png"] = _write(out / "loss.png", loss_plot_png(read_loss_csv(files["loss_csv"].read_bytes())))
     for key in client.store.list(f"{output}savepoints/"):
@@ -192,7 +192,7 @@ def _fix_captions(client: Tistudio, caption_keys: list[str], words: str) -> list
     return changed
 
 
-def _wait_for_last_preview(client: Tistudio, manifest_key: str, say: Callable[[str], None]) -> None:
+def wait_for_last_preview(client: Tistudio, manifest_key: str, say: Callable[[str], None]) -> None:
     """Previews render in the background, so the last one may land a little after the job ends."""
     deadline = time.monotonic() + 120
     while not client.store.exists(manifest_key):

@@ -25,10 +25,10 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
-from PIL import Image
-
+from services.common.files import write_bytes_atomic, write_text_atomic
 from services.toyworld.judge import Verdict
 from services.toyworld.world import COLOURS, SHAPES, Scene, background_phrase, render, sample_scene
 
@@ -73,18 +73,13 @@ def write_concept_dataset(
     paths = []
     for index, scene in enumerate(training_scenes(concept, count, seed), start=1):
         path = folder / f"{index:03d}.png"
-        image = render(scene, size)
-        _save_atomically(image, path)
+        png = BytesIO()
+        render(scene, size).save(png, format="PNG")
+        write_bytes_atomic(path, png.getvalue())
         if captions:
-            path.with_suffix(".txt").write_text(background_caption(scene) + "\n")
+            write_text_atomic(path.with_suffix(".txt"), background_caption(scene) + "\n")
         paths.append(path)
     return paths
-
-
-def _save_atomically(image: Image.Image, path: Path) -> None:
-    partial = path.with_name(path.name + ".partial")
-    image.save(partial, format="PNG")
-    partial.replace(path)
 
 
 @dataclass(frozen=True)
