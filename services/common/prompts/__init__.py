@@ -10,7 +10,7 @@ embeddings, no gradients). Pure domain: no storage, no protobuf.
 
 from __future__ import annotations
 
-from services.common.prompts.conditioning import TextConditioner
+from services.common.prompts.conditioning import TextConditioner, encode_together
 from services.common.prompts.emphasis import BREAK_WEIGHT, EMPHASIS_MODES, parse_emphasis
 from services.common.prompts.tokens import CHUNK_TOKENS, PromptTokenizer, PromptTokens, TokenBatch, trigger_token_ids
 
@@ -23,5 +23,6 @@ __all__ = [
     "TextConditioner",
     "TokenBatch",
     "parse_emphasis",
+    "encode_together",
     "trigger_token_ids",
 ]

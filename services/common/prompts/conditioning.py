@@ -22,6 +22,7 @@ default) only multiplies.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -30,7 +31,7 @@ from transformers.masking_utils import create_causal_mask
 from services.common.prompts.emphasis import EMPHASIS_MODES
 from services.common.prompts.tokens import TokenBatch
 
-__all__ = ["TextConditioner"]
+__all__ = ["TextConditioner", "encode_together"]
 
 
 class TextConditioner:
@@ -44,22 +45,49 @@ class TextConditioner:
         self.emphasis = emphasis
 
     def __call__(self, batch: TokenBatch, vectors: torch.Tensor) -> torch.Tensor:
-        te = self.text_encoder
+        return encode_together([(self, batch, vectors)])[0]
+
+    def splice(self, batch: TokenBatch, vectors: torch.Tensor) -> torch.Tensor:
+        """Token embeddings [B*C, 77, D] with the vectors at the batch's slots (gradient flows to `vectors`)."""
         b, c, t = batch.ids.shape
         ids = batch.ids.reshape(b * c, t)  # [N=B*C, 77]
         slots = batch.slots.reshape(b * c, t)  # [N, 77]
         with torch.no_grad():
             tokens = self.token_embedding(ids)  # [N, 77, D] frozen
-        picked = vectors.to(tokens.dtype)[slots.clamp(min=0)]  # [N, 77, D], gradient flows to vectors
-        tokens = torch.where((slots >= 0).unsqueeze(-1), picked, tokens)  # [N, 77, D]
+        picked = vectors.to(tokens.dtype)[slots.clamp(min=0)]  # [N, 77, D]
+        return torch.where((slots >= 0).unsqueeze(-1), picked, tokens)
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """CLIP from token embeddings [N, 77, D] to the final hidden states [N, 77, D]; rows never mix."""
+        te = self.text_encoder
         hidden = te.embeddings(inputs_embeds=tokens)  # + position embeddings
         mask = create_causal_mask(config=te.config, inputs_embeds=hidden, attention_mask=None, past_key_values=None)
         hidden = te.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
-        z = te.final_layer_norm(hidden)  # [N, 77, D]
+        return te.final_layer_norm(hidden)
+
+    def finish(self, batch: TokenBatch, z: torch.Tensor) -> torch.Tensor:
+        """Hidden states [B*C, 77, D] -> [B, C*77, D], with this batch's emphasis (its mean is the batch's own)."""
+        b, c, t = batch.ids.shape
         z = z.reshape(b, c, t, -1)  # [B, C, 77, D]
         if batch.weights is not None and self.emphasis != "none":
             z = _emphasis(z, batch.weights.to(z.device), keep_mean=self.emphasis == "original")
-        return z.reshape(b, c * t, -1)  # [B, C*77, D]
+        return z.reshape(b, c * t, -1)
+
+
+def encode_together(items: Sequence[tuple[TextConditioner, TokenBatch, torch.Tensor]]) -> list[torch.Tensor]:
+    """Several prompt batches, each with its own vectors and emphasis, through one text-encoder call.
+
+    CLIP treats every 77-token row on its own (causal attention within the row, layer norm per token), so rows of
+    different batches can share a call; each batch's emphasis is applied to its own rows afterwards, because
+    A1111's "Original" mean is taken over one batch. The result per batch is what its conditioner alone gives.
+    """
+    encoder = items[0][0].text_encoder
+    if any(conditioner.text_encoder is not encoder for conditioner, _, _ in items):
+        raise ValueError("encode_together needs batches for one text encoder")
+    spliced = [conditioner.splice(batch, vectors) for conditioner, batch, vectors in items]
+    rows = [tokens.shape[0] for tokens in spliced]
+    z = items[0][0].encode(spliced[0] if len(spliced) == 1 else torch.cat(spliced))  # [sum N, 77, D]
+    return [conditioner.finish(batch, part) for (conditioner, batch, _), part in zip(items, z.split(rows), strict=True)]
 
 
 def _emphasis(z: torch.Tensor, weights: torch.Tensor, *, keep_mean: bool) -> torch.Tensor:

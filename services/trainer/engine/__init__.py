@@ -9,10 +9,17 @@
     session = TrainingSession.prepare(spec.replace(max_steps=400), components, store, output_prefix="runs/anna/",
                                       resume=latest_savepoint(store, "runs/anna/"))    # bit-exact continuation
 
+Several runs on one loaded model train through shared device batches, each with its own optimizer and schedule:
+
+    group = TrainingGroup(components, resolve_precision("auto", "cuda"), memory=MemoryBudget(40 * 2**30))
+    for session in sessions: session.start(); group.add(session)
+    while group.sessions: finished = group.round()           # [(session, outcome or exception)]
+
 No server, no protobuf: the job layer and the gRPC servicer build on this API. Modules: `spec` (the settings),
-`init` (names and new embeddings), `data` +
-`latents` (images, batches, VAE-once latents), `objective` (noise, targets, loss), `loop` (the training loop),
-`savepoints` (files, state, loss.csv), `precision` (device and dtypes), `events` (reports, stops, failures).
+`init` (names and new embeddings), `prepare` (set-up and exact resume), `data` + `latents` (images, batches,
+VAE-once latents), `objective` (noise, targets, loss), `loop` (one run's steps), `shared_batch` (runs trained
+together), `savepoints` + `save_behind` (files, state, loss.csv, written behind the loop), `run_record`
+(metadata, settings.json), `precision` (device and dtypes), `events` (reports, stops, failures).
 A1111's prompt chunks and the splice into CLIP are shared with the preview service: `services.common.prompts`.
 """
 
@@ -27,8 +34,9 @@ from services.trainer.engine.events import (
     TrainingOutOfMemory,
 )
 from services.trainer.engine.init import create_embedding, suggest_name, validate_name
-from services.trainer.engine.loop import TrainingSession, derived_seed
+from services.trainer.engine.loop import MicroBatch, TrainingSession
 from services.trainer.engine.precision import load_components, resolve_precision, weight_dtype
+from services.trainer.engine.prepare import derived_seed
 from services.trainer.engine.savepoints import (
     LossRow,
     Savepoint,
@@ -40,12 +48,16 @@ from services.trainer.engine.savepoints import (
     load_savepoint,
     read_loss_csv,
 )
+from services.trainer.engine.shared_batch import MemoryBudget, RoundReport, TrainingGroup, group_key
 from services.trainer.engine.spec import TrainingSpec, scale_learning_rate
 
 __all__ = [
     "BatchPlan",
     "LossRow",
+    "MemoryBudget",
+    "MicroBatch",
     "PhaseReport",
+    "RoundReport",
     "RunOutcome",
     "Savepoint",
     "SavepointCorrupt",
@@ -54,12 +66,14 @@ __all__ = [
     "StopRequest",
     "TrainingDiverged",
     "TrainingEvents",
+    "TrainingGroup",
     "TrainingOutOfMemory",
     "TrainingSession",
     "derived_seed",
     "TrainingSpec",
     "TrainingState",
     "create_embedding",
+    "group_key",
     "latest_savepoint",
     "list_savepoints",
     "load_components",

@@ -6,10 +6,12 @@
 One optimizer step, as A1111's train_embedding takes it (modules/textual_inversion/textual_inversion.py):
     lr = schedule.rate_at(step)                          A1111: scheduler.apply(optimizer, embedding.step)
     repeat `accumulation` times:                         A1111: `gradient_step` micro-batches
+        draw:
         images  = cursor.next()                          [B] indices; incomplete groups at an epoch end dropped
         prompts = template line + filewords per image    fixed per image, or redrawn per sample (shuffle/dropout)
         x0      = cached latents (once/deterministic) or a fresh posterior draw (random)      [B, 4, h, w]
         x_t, target = noise at t ~ U{0..T-1}             epsilon or v-prediction, optional noise offset
+        forward (shared_batch.TrainingGroup, with other runs on the same model when there are any):
         cond    = CLIP(token embeddings with the vectors spliced in at the trigger's slots)  [B, 77*C, D]
         loss    = weighted MSE(unet(x_t, t, cond), target), optional alpha weights and min-SNR
         (loss / accumulation).backward()                 A1111: loss / gradient_step, summed loss.item()s
@@ -17,32 +19,36 @@ One optimizer step, as A1111's train_embedding takes it (modules/textual_inversi
     AdamW step on the [n, D] vectors only; step += 1
 Every `log_every_steps` the per-step losses (kept on the device) are read once: that is the only host sync, and
 there the loss and the embedding are checked for NaN/inf (TrainingDiverged names the first bad step). Savepoints
-every `save_every_steps`, at the end, and on pause/shutdown; a cancel writes none.
+every `save_every_steps`, at the end, and on pause/shutdown (a cancel writes none); they are snapshotted in the loop
+and written behind it (save_behind.py), and `on_savepoint` is called once a savepoint's manifest is in the store.
+
+The session runs step by step for its group: `start`, then per round `poll_stop` (at a step's start), `draw`,
+`micro_batch_loss` and `backward_term` (inside the shared forward and backward), and `micro_batch_done`, which
+returns the run's outcome when it has ended. `run` is that sequence in a group of one.
 
 Randomness, all seeded from spec.seed and all in every savepoint: the data order is a function of (seed, epoch)
 (the cursor is two ints), prompt draws use the PromptSampler's Mersenne Twister, and flips, random latents,
-timesteps and noise use one torch generator on the training device. Resume from a savepoint is bit-exact on CPU.
+timesteps and noise use one torch generator on the training device. A micro-batch is drawn only when its round
+trains it, so a savepoint never holds draws ahead of its step. Resume from a savepoint is bit-exact on CPU.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from services.common.diagnostics import Diagnostic, Severity
-from services.common.embeddings import Embedding, check_compatible, read_embedding
+from services.common.embeddings import Embedding
 from services.common.errors import InvalidArgument
-from services.common.prompts import PromptTokenizer, TextConditioner
+from services.common.prompts import PromptTokenizer, TextConditioner, TokenBatch
 from services.common.storage import Store
-from services.common.version import tool_version
-from services.trainer.engine.data import BatchPlan, DataCursor, PromptSource, list_training_images
+from services.trainer.engine.data import BatchPlan, DataCursor, PromptSource
 from services.trainer.engine.events import (
     PhaseReport,
     RunOutcome,
@@ -52,44 +58,20 @@ from services.trainer.engine.events import (
     TrainingEvents,
     TrainingOutOfMemory,
 )
-from services.trainer.engine.init import META_FAMILY
-from services.trainer.engine.latents import EncodedDataset, encode_dataset
-from services.trainer.engine.objective import NoiseSchedule, add_noise, loss_per_sample
-from services.trainer.engine.precision import Precision, place_components, resolve_precision
-from services.trainer.engine.savepoints import (
-    LossRow,
-    Savepoint,
-    TrainingState,
-    load_savepoint,
-    read_loss_csv,
-    write_loss_csv,
-    write_savepoint,
-)
+from services.trainer.engine.latents import EncodedDataset
+from services.trainer.engine.objective import Noised, NoiseSchedule, add_noise, loss_per_sample
+from services.trainer.engine.precision import Precision, release_cuda
+from services.trainer.engine.prepare import prepare_run
+from services.trainer.engine.run_record import embedding_metadata, run_settings
+from services.trainer.engine.save_behind import SaveBehind
+from services.trainer.engine.savepoints import LossRow, Savepoint, write_loss_csv, write_savepoint
+from services.trainer.engine.shared_batch import TrainingGroup
 from services.trainer.engine.spec import TrainingSpec
 from services.trainer.schedule import LearnRateSchedule
-from services.trainer.templates import PromptSampler
 
-__all__ = ["TrainingSession", "clip_gradient"]
+__all__ = ["MicroBatch", "TrainingSession", "clip_gradient"]
 
 log = logging.getLogger(__name__)
-
-# Spec fields that define the data stream: a savepoint resumes exactly only with the same values.
-_STREAM_FIELDS = (
-    "dataset",
-    "width",
-    "height",
-    "batch_size",
-    "gradient_accumulation",
-    "seed",
-    "latent_sampling",
-    "flip",
-    "alpha_loss_weight",
-    "template_text",
-    "shuffle_tags",
-    "keep_tags",
-    "tag_dropout",
-    "emphasis",
-)
 
 
 def _never() -> StopRequest | None:
@@ -102,6 +84,36 @@ def clip_gradient(vectors: torch.Tensor, mode: str, value: float) -> None:
         torch.nn.utils.clip_grad_value_([vectors], value)
     elif mode == "norm":
         torch.nn.utils.clip_grad_norm_([vectors], value)
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """One micro-batch's inputs, on the device. Nothing in it depends on the vectors."""
+
+    prompts: list[str]  # [B]
+    tokens: TokenBatch  # [B, C, 77]
+    noised: Noised  # noisy [B, 4, h, w], target, timesteps [B]
+    weights: torch.Tensor | None  # [B, 1, h, w] alpha loss weights
+
+    @property
+    def samples(self) -> int:
+        return int(self.noised.timesteps.shape[0])
+
+
+@dataclass
+class _Run:
+    """A run between `start` and its outcome."""
+
+    target: int  # the step it trains to
+    events: TrainingEvents
+    should_stop: Callable[[], StopRequest | None]
+    also_save_every: int
+    window: torch.Tensor  # [L, 2] per step since the last report: (loss, embedding finite), on the device
+    lrs: list[float]  # the rate of each step in the window
+    clock: float  # perf_counter at the last report
+    micro: int = 0  # micro-batches done in the current optimizer step
+    lr: float = 0.0
+    step_loss: torch.Tensor | None = None  # [] the current step's loss so far
 
 
 class TrainingSession:
@@ -123,122 +135,18 @@ class TrainingSession:
     ) -> TrainingSession:
         """Load the data and encode it once, and set up the optimizer; resume exactly from `resume`, or start from
         `embedding` (else the one at spec.embedding_key) at its stored step, as A1111 continues a run."""
-        events = events or TrainingEvents()
-        precision = resolve_precision(spec.precision, device)
-        events.on_phase(PhaseReport("loading", "reading the embedding and the dataset"))
-        state: TrainingState | None = None
-        if resume is not None:
-            embedding, state = load_savepoint(store, resume)
-        elif embedding is None:
-            embedding = _read_embedding(store, spec.embedding_key)
-        if state is not None:
-            _check_resume(spec, state, components)
-        _check_embedding(embedding, components, spec)
-        start_step = state.step if state is not None else (embedding.step or 0)
-        lr_schedule = spec.learning_rate_schedule(start_step)
-        clip_schedule = spec.clip_schedule()
-        place_components(components, precision)
-
-        images = list_training_images(store, spec.dataset)
-        events.on_phase(PhaseReport("encoding", "encoding images with the VAE (once each)", 0, len(images)))
-        try:
-            encoded = encode_dataset(
-                store,
-                images,
-                components.vae,
-                width=spec.width,
-                height=spec.height,
-                latent_scale=components.vae_scale_factor,
-                sampling=spec.latent_sampling,
-                flip=spec.flip,
-                alpha=spec.alpha_loss_weight,
-                seed=spec.seed,
-                device=precision.device,
-                progress=lambda done, total: events.on_phase(PhaseReport("encoding", "encoding images", done, total)),
-            )
-        except torch.OutOfMemoryError:
-            _release_cuda()
-            raise TrainingOutOfMemory(
-                f"the GPU ran out of memory encoding {spec.width}x{spec.height} images with the VAE: train at a "
-                "lower width/height (e.g. 384 or 256), or free the GPU of other work"
-            ) from None
-        plan = BatchPlan.for_images(len(encoded.kept), spec.batch_size, spec.gradient_accumulation)
-        notes = [*images.notes, *encoded.notes, *plan.notes()]
-        cursor = DataCursor(spec.seed, plan)
-        if state is not None:
-            if state.settings.get("dataset", {}).get("sha256") == encoded.sha256:
-                cursor = DataCursor(spec.seed, plan, state.cursor["epoch"], state.cursor["batch"])
-            else:  # images or captions changed since the savepoint: continue, from the next epoch
-                cursor = DataCursor(spec.seed, plan, state.cursor["epoch"] + 1, 0)
-                notes.append(
-                    Diagnostic(
-                        Severity.WARNING,
-                        "DATASET_CHANGED",
-                        "the dataset changed since the savepoint was written; training continues with the new "
-                        "images from the next epoch, so this resume is not bit-exact",
-                        "Keep the dataset unchanged while a run is paused for an exact resume.",
-                        field="spec.dataset",
-                    )
-                )
-        filewords = tuple(images.filewords[i] for i in encoded.kept)
-        sampler = PromptSampler(spec.prompt_template, spec.caption_processing, derived_seed(spec.seed, "prompts"))
-        prompts = PromptSource(sampler, embedding.name, filewords)  # fixed prompts are drawn here, from the seed
-        if state is not None:
-            sampler.set_state(state.prompt_rng)
-
-        initial = state.vectors if state is not None else embedding.vectors[0]
-        vectors = torch.nn.Parameter(initial.detach().to(precision.device, torch.float32).clone())  # [n, D]
-        optimizer = torch.optim.AdamW(
-            [vectors],
-            lr=lr_schedule.rate_at(start_step),
-            betas=(spec.adam_beta1, spec.adam_beta2),
-            eps=spec.adam_epsilon,
-            weight_decay=spec.weight_decay,
-            fused=True if precision.is_cuda else None,
-        )
-        scaler = torch.amp.GradScaler("cuda") if precision.use_scaler else None
-        generator = torch.Generator(precision.device).manual_seed(derived_seed(spec.seed, "run"))
-        if state is not None:
-            optimizer.load_state_dict(state.optimizer)
-            if scaler is not None and state.scaler:
-                scaler.load_state_dict(state.scaler)
-            if state.generator_device == precision.device.type:
-                generator.set_state(state.generator)
-            else:
-                generator.manual_seed(derived_seed(spec.seed, f"run@{start_step}"))
-                notes.append(
-                    Diagnostic(
-                        Severity.INFO,
-                        "RNG_RESEEDED",
-                        f"the savepoint was written on {state.generator_device}, this run is on "
-                        f"{precision.device.type}: noise is reseeded, so the resume is exact in every state but the "
-                        "noise draws",
-                    )
-                )
-        loss_rows = [row for row in read_loss_csv(store, output_prefix) if row.step <= start_step]
-        return cls(
-            spec=spec,
-            components=components,
-            store=store,
+        parts = prepare_run(
+            spec,
+            components,
+            store,
             output_prefix=output_prefix,
-            precision=precision,
+            device=device,
+            resume=resume,
             embedding=embedding,
-            encoded=encoded,
-            plan=plan,
-            cursor=cursor,
-            prompts=prompts,
-            vectors=vectors,
-            optimizer=optimizer,
-            scaler=scaler,
-            generator=generator,
-            lr_schedule=lr_schedule,
-            clip_schedule=clip_schedule,
-            step=start_step,
-            loss_rows=loss_rows,
-            notes=tuple(notes),
-            settings_extra=dict(settings_extra or {}),
-            last_savepoint=resume,
+            events=events,
+            settings_extra=settings_extra,
         )
+        return cls(**parts)
 
     def __init__(self, **parts: Any) -> None:
         """Use `prepare`."""
@@ -271,6 +179,10 @@ class TrainingSession:
         self.conditioner = TextConditioner(self.components.text_encoder, emphasis=self.spec.emphasis)
         self.noise = NoiseSchedule(self.components.scheduler.config, self.precision.device)
         self.notes = (*self.notes, *self._trigger_notes())
+        self.device_tokens = self._tokens_on_device()
+        self.save_behind = SaveBehind(self.precision.device)
+        self._saved_step: int | None = self.last_savepoint.step if self.last_savepoint is not None else None
+        self._run: _Run | None = None
 
     def _trigger_notes(self) -> list[Diagnostic]:
         """A prompt without the trigger word gives the vectors no gradient (A1111 trains on silently)."""
@@ -288,6 +200,16 @@ class TrainingSession:
                 field="spec.template",
             )
         ]
+
+    def _tokens_on_device(self) -> TokenBatch | None:
+        """Fixed prompts tokenized once onto the device [N, C, 77], so a step gathers rows instead of tokenizing and
+        copying. Only when every prompt has the same chunk count and no emphasis: A1111 pads chunks and restores
+        the emphasis mean per batch, which a table built over all images would not reproduce."""
+        fixed = self.prompts.fixed
+        if fixed is None or len({self.tokenizer(prompt).chunks for prompt in fixed}) != 1:
+            return None
+        table = self.tokenizer.batch(list(fixed))
+        return table.to(self.precision.device) if table.weights is None else None
 
     @property
     def final_step(self) -> int:
@@ -309,108 +231,136 @@ class TrainingSession:
         """Train until the run's end (max_steps, or where the A1111 schedule stops), `until_step`, or a stop.
         `also_save_every`: savepoints every N steps besides spec.save_every_steps (a job's preview steps, since
         previews render from a savepoint's file)."""
+        self.start(until_step=until_step, events=events, should_stop=should_stop, also_save_every=also_save_every)
+        return TrainingGroup(self.components, self.precision).run_alone(self)
+
+    def start(
+        self,
+        *,
+        until_step: int | None = None,
+        events: TrainingEvents | None = None,
+        should_stop: Callable[[], StopRequest | None] = _never,
+        also_save_every: int = 0,
+    ) -> None:
+        """Begin a run to be stepped by a TrainingGroup (`run`'s arguments)."""
         events = events or TrainingEvents()
         target = self.final_step if until_step is None else min(until_step, self.final_step)
         if target <= self.step:
             raise InvalidArgument(
                 f"until_step {until_step} is not after the current step {self.step}", field="until_step"
             )
-        spec, plan, device = self.spec, self.plan, self.precision.device
-        # Per-step (loss, embedding finite) since the last report, on the device: read once per report.
-        window = torch.zeros(spec.log_every_steps, 2, device=device)  # [L, 2]
-        lrs: list[float] = []
-        clock = time.perf_counter()
+        window = torch.zeros(self.spec.log_every_steps, 2, device=self.precision.device)
+        self._run = _Run(target, events, should_stop, also_save_every, window, [], time.perf_counter())
         events.on_phase(PhaseReport("training", f"training steps {self.step} to {target}", self.step, target))
-        try:
-            while self.step < target:
-                request = should_stop()
-                if request is not None:
-                    return self._stop(request, window, lrs, clock, events)
 
-                # ---- one optimizer step: `accumulation` micro-batches of `batch_size` images
-                step = self.step
-                lr = self.lr_schedule.rate_at(step)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                step_loss = torch.zeros((), device=device)
-                for _ in range(plan.accumulation):
-                    loss = self._micro_batch_loss()  # scalar, float32, attached to the graph
-                    scaled = loss / plan.accumulation
-                    (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-                    step_loss += loss.detach() / plan.accumulation
+    @property
+    def at_step_start(self) -> bool:
+        return self._run is not None and self._run.micro == 0
 
-                # ---- clip, then AdamW on the [n, D] vectors
-                if self.clip_schedule is not None:
-                    if self.scaler is not None:
-                        self.scaler.unscale_(self.optimizer)
-                    clip_gradient(self.vectors, spec.gradient_clipping, self.clip_schedule.value_at(step))
-                if self.scaler is not None:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+    def poll_stop(self) -> RunOutcome | None:
+        """At a step's start: a stop request ends the run here (pause and shutdown save first)."""
+        request = self._run.should_stop()
+        return None if request is None else self._stop(request)
 
-                # ---- bookkeeping on the device; the host looks only at report and save boundaries
-                slot = len(lrs)
-                window[slot, 0] = step_loss
-                window[slot, 1] = torch.isfinite(self.vectors).all()
-                lrs.append(lr)
-                self.step += 1
-                at_report = len(lrs) == spec.log_every_steps or self.step == target
-                at_save = any(
-                    every > 0 and self.step % every == 0 for every in (spec.save_every_steps, also_save_every)
-                )
-                if at_report or at_save:
-                    clock = self._report(window, lrs, clock, events)
-                if at_save or self.step == self.final_step:
-                    reason = "final" if self.step == self.final_step else "interval"
-                    self._save(reason, events)
-        except torch.OutOfMemoryError:
-            self.optimizer.zero_grad(set_to_none=True)
-            _release_cuda()
-            raise TrainingOutOfMemory(_oom_advice(spec, plan)) from None
-
-        if self.step < self.final_step and not self._saved_here():  # stopped at until_step: keep the place
-            self._save("until_step", events)
-        status = "completed" if self.step >= self.final_step else "until_step"
-        return self._outcome(status)
-
-    def _micro_batch_loss(self) -> torch.Tensor:
-        spec, device, g = self.spec, self.precision.device, self.generator
+    def draw(self) -> MicroBatch:
+        """The next micro-batch's inputs; the first of a step also sets the step's learning rate."""
+        run, spec, device, g = self._run, self.spec, self.precision.device, self.generator
+        if run.micro == 0:
+            run.lr = self.lr_schedule.rate_at(self.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = run.lr
+            run.step_loss = torch.zeros((), device=device)
         indices = self.cursor.next()  # [B] image indices
         self.last_prompts = self.prompts.prompts(indices)  # [B] strings
-        tokens = self.tokenizer.batch(self.last_prompts).to(device)  # [B, C, 77]
         index = torch.tensor(indices)  # [B]
         index = (index.pin_memory() if self.precision.is_cuda else index).to(device, non_blocking=True)
+        if self.device_tokens is not None:
+            tokens = TokenBatch(self.device_tokens.ids[index], self.device_tokens.slots[index], None)
+        else:
+            tokens = self.tokenizer.batch(self.last_prompts).to(device)  # [B, C, 77]
         flips = torch.rand(len(indices), generator=g, device=device) < 0.5 if spec.flip else None  # [B] bool
         latents, weights = self.encoded.latents.batch(index, flips, g)  # [B, 4, h, w], [B, 1, h, w] | None
         noised = add_noise(latents, self.noise, self.components.prediction_type, g, noise_offset=spec.noise_offset)
-        noisy = noised.noisy
         if self.precision.is_cuda:
-            noisy = noisy.contiguous(memory_format=torch.channels_last)
-        with self.precision.autocast():
-            cond = self.conditioner(tokens, self.vectors)  # [B, C*77, D]
-            pred = self.components.unet(noisy, noised.timesteps, cond.to(self.components.unet.dtype)).sample
+            noised = Noised(noised.noisy.contiguous(memory_format=torch.channels_last), noised.target, noised.timesteps)
+        return MicroBatch(self.last_prompts, tokens, noised, weights)
+
+    def micro_batch_loss(self, batch: MicroBatch, pred: torch.Tensor) -> torch.Tensor:
+        """The micro-batch's mean loss (float32 scalar, attached to the graph) from the UNet's prediction."""
         losses = loss_per_sample(  # [B]
             pred,
-            noised,
-            weights=weights,
+            batch.noised,
+            weights=batch.weights,
             schedule=self.noise,
-            min_snr_gamma=spec.min_snr_gamma,
+            min_snr_gamma=self.spec.min_snr_gamma,
             prediction_type=self.components.prediction_type,
         )
         return losses.mean()
 
-    def _report(self, window: torch.Tensor, lrs: list[float], clock: float, events: TrainingEvents) -> float:
-        """The host sync: read the window, check it, write loss.csv, emit on_step. Returns the new clock."""
-        if not lrs:
-            return clock
-        rows = window[: len(lrs)].tolist()  # the only device -> host copy of the loop
+    def backward_term(self, loss: torch.Tensor) -> torch.Tensor:
+        """What this run adds to the shared backward: loss / accumulation (A1111), loss-scaled under fp16."""
+        scaled = loss / self.plan.accumulation
+        return self.scaler.scale(scaled) if self.scaler is not None else scaled
+
+    def micro_batch_done(self, loss: torch.Tensor) -> RunOutcome | None:
+        """After the backward: at the step's last micro-batch, clip, AdamW, report and save. The run's outcome when
+        it has reached its target step, else None."""
+        run, spec = self._run, self.spec
+        run.step_loss += loss.detach() / self.plan.accumulation
+        run.micro += 1
+        if run.micro < self.plan.accumulation:
+            return None
+        run.micro = 0
+
+        # ---- clip, then AdamW on the [n, D] vectors
+        if self.clip_schedule is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            clip_gradient(self.vectors, spec.gradient_clipping, self.clip_schedule.value_at(self.step))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+        # ---- bookkeeping on the device; the host looks only at report and save boundaries
+        slot = len(run.lrs)
+        run.window[slot, 0] = run.step_loss
+        run.window[slot, 1] = torch.isfinite(self.vectors).all()
+        run.lrs.append(run.lr)
+        self.step += 1
+        at_report = len(run.lrs) == spec.log_every_steps or self.step == run.target
+        at_save = any(every > 0 and self.step % every == 0 for every in (spec.save_every_steps, run.also_save_every))
+        if at_report or at_save:
+            self._report()
+        if at_save or self.step == self.final_step:
+            self._save("final" if self.step == self.final_step else "interval")
+        if self.step < run.target:
+            return None
+        if self.step < self.final_step and not self._saved_here():  # stopped at until_step: keep the place
+            self._save("until_step")
+        return self._outcome("completed" if self.step >= self.final_step else "until_step")
+
+    def out_of_memory(self) -> TrainingOutOfMemory:
+        """The error that ends this run after CUDA ran out of memory in its step, with advice."""
+        self.optimizer.zero_grad(set_to_none=True)
+        release_cuda()
+        self.save_behind.flush()
+        return TrainingOutOfMemory(_oom_advice(self.spec, self.plan))
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _report(self) -> None:
+        """The host sync: read the window, check it, write loss.csv (behind), emit on_step."""
+        run = self._run
+        if not run.lrs:
+            return
+        rows = run.window[: len(run.lrs)].tolist()  # the only device -> host copy of the loop
         now = time.perf_counter()
-        first_step = self.step - len(lrs) + 1  # the "step" column of the window's first row (steps done)
+        first_step = self.step - len(run.lrs) + 1  # the "step" column of the window's first row (steps done)
         for i, (loss, finite) in enumerate(rows):
             if not math.isfinite(loss) or not finite:
+                self.save_behind.flush()  # the last good savepoint is the last one written
                 raise TrainingDiverged(
                     what="loss" if not math.isfinite(loss) else "embedding",
                     first_bad_step=first_step + i,
@@ -418,42 +368,45 @@ class TrainingSession:
                     last_good=self.last_savepoint,
                 )
         per_epoch = self.plan.steps_per_epoch
-        for i, ((loss, _), lr) in enumerate(zip(rows, lrs, strict=True)):
+        for i, ((loss, _), lr) in enumerate(zip(rows, run.lrs, strict=True)):
             done = first_step + i
             self.loss_rows.append(LossRow(done, (done - 1) // per_epoch, (done - 1) % per_epoch, loss, lr))
-        write_loss_csv(self.store, self.output_prefix, self.loss_rows)
+        rows_now = list(self.loss_rows)
+        self.save_behind.submit(lambda: write_loss_csv(self.store, self.output_prefix, rows_now))
         last = self.loss_rows[-1]
-        samples = len(lrs) * self.plan.samples_per_step
-        events.on_step(
+        samples = len(run.lrs) * self.plan.samples_per_step
+        run.events.on_step(
             StepReport(
                 step=last.step,
                 epoch=last.epoch,
                 epoch_step=last.epoch_step,
                 loss=last.loss,
                 lr=last.learn_rate,
-                samples_per_s=samples / max(now - clock, 1e-9),
+                samples_per_s=samples / max(now - run.clock, 1e-9),
                 losses=tuple(loss for loss, _ in rows),
                 prompt=self.last_prompts[0] if self.last_prompts else "",
                 embedding_norm=float(self.vectors.detach().norm(dim=1).mean()),
             )
         )
-        lrs.clear()
-        return now
+        run.lrs.clear()
+        run.clock = now
 
-    def _stop(
-        self, request: StopRequest, window: torch.Tensor, lrs: list[float], clock: float, events: TrainingEvents
-    ) -> RunOutcome:
-        self._report(window, lrs, clock, events)
+    def _stop(self, request: StopRequest) -> RunOutcome:
+        self._report()
         if request.kind in ("pause", "shutdown") and not self._saved_here():
-            self._save(request.kind, events)
-        events.on_phase(PhaseReport("stopped", f"{request.kind} at step {self.step}: {request.reason}".rstrip(": ")))
+            self._save(request.kind)
+        self._run.events.on_phase(
+            PhaseReport("stopped", f"{request.kind} at step {self.step}: {request.reason}".rstrip(": "))
+        )
         status = {"pause": "paused", "shutdown": "shutdown", "cancel": "cancelled"}[request.kind]
         return self._outcome(status)
 
     def _saved_here(self) -> bool:
-        return self.last_savepoint is not None and self.last_savepoint.step == self.step
+        return self._saved_step == self.step
 
     def _outcome(self, status: str) -> RunOutcome:
+        self.save_behind.flush()  # the outcome's savepoint is in the store
+        self._run = None
         return RunOutcome(
             status=status,
             step=self.step,
@@ -469,152 +422,60 @@ class TrainingSession:
     def current_embedding(self) -> Embedding:
         """The vectors now, as an Embedding with the run's metadata (for previews and savepoints)."""
         vectors = self.vectors.detach().to("cpu", torch.float32)
-        return Embedding(self.name, (vectors,), step=self.step, metadata=self._metadata())
-
-    def _metadata(self) -> dict[str, str]:
-        spec, fingerprint = self.spec, self.components.fingerprint
-        metadata = dict(self.start_embedding.metadata)
-        metadata.update(
-            {
-                META_FAMILY: self.components.family,
-                "prediction_type": self.components.prediction_type,
-                "base_model": spec.model,
-                "sd_checkpoint": fingerprint.short_hash,
-                "learning_rate": spec.learning_rate,
-                "lr_scheduler": spec.lr_scheduler,
-                "template": spec.template,
-                "dataset": spec.dataset,
-                "dataset_sha256": self.encoded.sha256,
-                "resolution": f"{spec.width}x{spec.height}",
-                "samples_per_step": str(self.plan.samples_per_step),
-                "tool_version": tool_version(),
-                **fingerprint.as_metadata(),
-            }
-        )
-        return metadata
+        return Embedding(self.name, (vectors,), step=self.step, metadata=embedding_metadata(self))
 
     def settings(self) -> dict[str, Any]:
         """settings.json: every knob, the model and dataset identity, and what the run made of them."""
-        components, embedding = self.components, self.start_embedding
-        return {
-            "spec": self.spec.to_record(),
-            "embedding": {
-                "name": self.name,
-                "vectors": int(self.vectors.shape[0]),
-                "width": int(self.vectors.shape[1]),
-                "init_text": embedding.metadata.get("init_text", ""),
-                "start_step": embedding.step or 0,
-            },
-            "model": {
-                "reference": self.spec.model,
-                "sha256": components.fingerprint.sha256,
-                "short_hash": components.fingerprint.short_hash,
-                "family": components.family,
-                "prediction_type": components.prediction_type,
-                "vae_scale_factor": components.vae_scale_factor,
-                "latent_scaling_factor": self.encoded.latents.scaling_factor,
-            },
-            "dataset": {
-                "prefix": self.spec.dataset,
-                "images": len(self.encoded.kept),
-                "sha256": self.encoded.sha256,
-                "notes": [note.to_dict() for note in self.notes],
-            },
-            "plan": {
-                "batch_size": self.plan.batch_size,
-                "gradient_accumulation": self.plan.accumulation,
-                "samples_per_step": self.plan.samples_per_step,
-                "steps_per_epoch": self.plan.steps_per_epoch,
-                "final_step": self.final_step,
-                "ends_early": self.ends_early,
-            },
-            "runtime": {
-                "device": str(self.precision.device),
-                "precision": self.precision.name,
-                "tool_version": tool_version(),
-                **{pkg: _version(pkg) for pkg in ("torch", "diffusers", "transformers")},
-            },
-            "job": self.settings_extra,
-        }
+        return run_settings(self)
 
-    def _save(self, reason: str, events: TrainingEvents) -> Savepoint:
-        events.on_phase(PhaseReport("saving", f"savepoint at step {self.step}"))
-        state = {
-            "format": "tistudio.trainer.state/1",
-            "step": self.step,
-            "vectors": self.vectors.detach().to("cpu", torch.float32).clone(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "generator": self.generator.get_state(),
-            "generator_device": self.precision.device.type,
-            "prompt_rng": self.prompts.sampler.state(),
-            "cursor": self.cursor.state(),
-        }
-        savepoint = write_savepoint(
-            self.store,
-            self.output_prefix,
-            embedding=self.current_embedding(),
-            state=state,
-            settings=self.settings(),
-            extra_formats=self.spec.extra_formats,
-            loss=self.loss_rows[-1].loss if self.loss_rows else None,
-            reason=reason,
+    def _save(self, reason: str) -> None:
+        """Snapshot the state at this step and write the savepoint behind the loop; `on_savepoint` follows its
+        manifest."""
+        events, step = self._run.events, self.step
+        events.on_phase(PhaseReport("saving", f"savepoint at step {step}"))
+        snapshot = self.save_behind.snapshot(
+            {
+                "format": "tistudio.trainer.state/1",
+                "step": step,
+                "vectors": self.vectors.detach().float(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "generator": self.generator.get_state(),
+                "generator_device": self.precision.device.type,
+                "prompt_rng": self.prompts.sampler.state(),
+                "cursor": self.cursor.state(),
+            }
         )
-        write_loss_csv(self.store, self.output_prefix, self.loss_rows)
-        self.last_savepoint = savepoint
-        log.info("savepoint at step %d: %s", savepoint.step, savepoint.folder)
-        events.on_savepoint(savepoint)
-        return savepoint
+        metadata, settings = embedding_metadata(self), self.settings()
+        loss = self.loss_rows[-1].loss if self.loss_rows else None
+        rows = list(self.loss_rows)
+        self._saved_step = step
+
+        def write() -> Savepoint:
+            state = snapshot.wait()
+            embedding = Embedding(self.name, (state["vectors"],), step=step, metadata=metadata)
+            savepoint = write_savepoint(
+                self.store,
+                self.output_prefix,
+                embedding=embedding,
+                state=state,
+                settings=settings,
+                extra_formats=self.spec.extra_formats,
+                loss=loss,
+                reason=reason,
+            )
+            write_loss_csv(self.store, self.output_prefix, rows)
+            return savepoint
+
+        def written(savepoint: Savepoint) -> None:
+            self.last_savepoint = savepoint
+            log.info("savepoint at step %d: %s", savepoint.step, savepoint.folder)
+            events.on_savepoint(savepoint)
+
+        self.save_behind.submit(write, then=written)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def _read_embedding(store: Store, key: str) -> Embedding:
-    if not key:
-        raise InvalidArgument(
-            "no embedding to train: set spec.embedding_key or pass embedding=", field="spec.embedding_key"
-        )
-    embedding, _ = read_embedding(store.get(key), filename=key)
-    return embedding
-
-
-def _check_embedding(embedding: Embedding, components: Any, spec: TrainingSpec) -> None:
-    width = int(components.text_encoder.get_input_embeddings().weight.shape[1])
-    check_compatible(embedding, [width], model_name=spec.model, filename=spec.embedding_key)
-    if (embedding.step or 0) >= spec.max_steps:
-        raise InvalidArgument(
-            f"the embedding is already at step {embedding.step}, at or past max_steps {spec.max_steps}: raise "
-            f"max_steps above {embedding.step} to train further",
-            field="spec.max_steps",
-            reason="NOTHING_TO_TRAIN",
-        )
-
-
-def _check_resume(spec: TrainingSpec, state: TrainingState, components: Any) -> None:
-    saved = state.settings.get("spec", {})
-    changed = [name for name in _STREAM_FIELDS if saved.get(name) != getattr(spec, name)]
-    if changed:
-        raise InvalidArgument(
-            f"the savepoint was trained with other {', '.join(changed)}; a resume keeps the data stream, so these "
-            "must stay as they were (start a new run from the savepoint's embedding to change them)",
-            field=f"spec.{changed[0]}",
-            reason="RESUME_MISMATCH",
-        )
-    model = state.settings.get("model", {})
-    if model.get("sha256") and model["sha256"] != components.fingerprint.sha256:
-        raise InvalidArgument(
-            f"the savepoint was trained on model {model.get('short_hash')} but this is "
-            f"{components.fingerprint.short_hash}: resume on the same model",
-            field="spec.model",
-            reason="RESUME_MISMATCH",
-        )
-
-
-def derived_seed(seed: int, purpose: str) -> int:
-    """An independent seed per purpose ("prompts", "run", ...), so that the plan's example prompts are the run's."""
-    digest = hashlib.sha256(f"tistudio:{purpose}:{seed}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
 def _oom_advice(spec: TrainingSpec, plan: BatchPlan) -> str:
     tips = []
     if plan.batch_size > 1:
@@ -634,15 +495,3 @@ def _oom_advice(spec: TrainingSpec, plan: BatchPlan) -> str:
         f"the GPU ran out of memory training {plan.batch_size} image(s) of {spec.width}x{spec.height} per "
         f"micro-batch: try " + "; or ".join(tips)
     )
-
-
-def _release_cuda() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"

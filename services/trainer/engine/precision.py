@@ -22,7 +22,7 @@ import torch
 
 from services.common.errors import InvalidArgument
 
-__all__ = ["Precision", "load_components", "place_components", "resolve_precision", "weight_dtype"]
+__all__ = ["Precision", "load_components", "place_components", "release_cuda", "resolve_precision", "weight_dtype"]
 
 
 @dataclass(frozen=True)
@@ -113,3 +113,9 @@ def place_components(components: Any, precision: Precision) -> None:
             components.unet.set_attn_processor(AttnProcessor2_0())
         except (ImportError, ValueError):  # an exotic UNet keeps its own processors
             pass
+
+
+def release_cuda() -> None:
+    """Give cached CUDA blocks back after an out-of-memory error, so the next attempt starts clean."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -104,14 +104,14 @@ def test_accumulation_averages_micro_batches_and_epochs_drop_incomplete_groups(c
     write_dataset(store, "ds/", 6)  # batch 2: 3 batches; accumulation 2: one complete group, the 3rd batch dropped
     session = _session(components, store, _spec(batch_size=2, gradient_accumulation=2, max_steps=3))
     micro = []
-    original = session._micro_batch_loss
+    original = session.micro_batch_loss
 
-    def spy():
-        loss = original()
+    def spy(batch, pred):
+        loss = original(batch, pred)
         micro.append(loss.item())
         return loss
 
-    session._micro_batch_loss = spy
+    session.micro_batch_loss = spy
     session.run()
     assert session.plan.steps_per_epoch == 1 and session.plan.batches_per_epoch == 2
     assert session.cursor.state() == {"epoch": 3, "batch": 0}  # 3 steps x 2 micro-batches, 2 per epoch
@@ -154,14 +154,14 @@ def test_until_step_on_a_save_boundary_saves_once(components, store):
 def test_a_nan_loss_is_caught_at_the_next_report_naming_the_first_bad_step(components, store):
     session = _session(components, store, _spec(max_steps=8, log_every_steps=4, save_every_steps=2))
     calls = []
-    original = session._micro_batch_loss
+    original = session.micro_batch_loss
 
-    def poisoned():
+    def poisoned(batch, pred):
         calls.append(1)
-        loss = original()
+        loss = original(batch, pred)
         return loss * float("nan") if len(calls) == 3 else loss
 
-    session._micro_batch_loss = poisoned
+    session.micro_batch_loss = poisoned
     with pytest.raises(TrainingDiverged) as raised:
         session.run()
     error = raised.value
@@ -190,10 +190,10 @@ def test_out_of_memory_becomes_a_typed_error_with_advice(components, store):
     session = _session(components, store, _spec(batch_size=4, max_steps=2))
     session.spec = session.spec.replace(width=512, height=512)  # the advice reads the spec: pretend a 512 px run
 
-    def oom():
+    def oom(batch, pred):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    session._micro_batch_loss = oom
+    session.micro_batch_loss = oom
     with pytest.raises(TrainingOutOfMemory) as raised:
         session.run()
     message = raised.value.message

@@ -115,13 +115,13 @@ def _notices(runner: JobRunner, job_id: str) -> list[str]:
 
 
 def _wrap_step(monkeypatch, hook):
-    """Wrap TrainingSession._micro_batch_loss: `hook(session, loss)` returns the loss the step uses."""
-    original = TrainingSession._micro_batch_loss
+    """Wrap TrainingSession.micro_batch_loss: `hook(session, loss)` returns the loss the step uses."""
+    original = TrainingSession.micro_batch_loss
 
-    def wrapped(self):
-        return hook(self, original(self))
+    def wrapped(self, batch, pred):
+        return hook(self, original(self, batch, pred))
 
-    monkeypatch.setattr(TrainingSession, "_micro_batch_loss", wrapped)
+    monkeypatch.setattr(TrainingSession, "micro_batch_loss", wrapped)
 
 
 # ---------------------------------------------------------------------------------------------------------------
