@@ -3,6 +3,7 @@
     metrics = TrainerMetrics(registry, jobs=runner.list, queue_length=runner.queue_length, device="cuda")
     metrics.observe_steps(job_id, report, samples_per_step=8)     # at every logging boundary
     metrics.job_ended(job_id)                                     # drops the job's gauges
+    metrics.observe_round(report)                                 # every shared device batch (the DeviceLoop's hook)
 
 Per-job gauges carry a `job_id` label and are removed when the job stops running, so their label values are
 bounded by the jobs running at once. Counters and the histogram have no job label: they add up over jobs.
@@ -25,6 +26,9 @@ __all__ = ["STEP_BUCKETS_SECONDS", "TrainerMetrics"]
 
 # 5 ms (a tiny model on a GPU) to 2 min (SD at 768 px, a large batch, on a CPU), about x2.5 per bucket.
 STEP_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+JOBS_PER_BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+SAMPLES_PER_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 256)
+OCCUPANCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 
 class TrainerMetrics:
@@ -68,6 +72,29 @@ class TrainerMetrics:
             ("reason",),
             registry=registry,
         )
+        self.batch_jobs = Histogram(
+            "tistudio_trainer_batch_jobs",
+            "Jobs whose samples shared a device batch (one observation per batch).",
+            buckets=JOBS_PER_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.batch_samples = Histogram(
+            "tistudio_trainer_batch_samples",
+            "Samples in a device batch, over all the jobs in it.",
+            buckets=SAMPLES_PER_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.batch_occupancy = Histogram(
+            "tistudio_trainer_batch_occupancy_ratio",
+            "A device batch's samples over the samples its memory budget allows (1: full).",
+            buckets=OCCUPANCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_waiting = Gauge(
+            "tistudio_trainer_batch_waiting_jobs",
+            "Jobs ready to train that the latest device batch had no room for (the memory budget was full).",
+            registry=registry,
+        )
         registry.register(_JobCollector(jobs, queue_length, device))
 
     def observe_steps(self, job_id: str, report: Any, *, samples_per_step: int) -> None:
@@ -83,6 +110,14 @@ class TrainerMetrics:
         self.learning_rate.labels(job_id).set(report.lr)
         self.samples_per_second.labels(job_id).set(report.samples_per_s)
         self.embedding_norm.labels(job_id).set(report.embedding_norm)
+
+    def observe_round(self, report: Any) -> None:
+        """One shared device batch (the engine's RoundReport)."""
+        self.batch_jobs.observe(report.runs)
+        self.batch_samples.observe(report.samples)
+        if report.capacity:
+            self.batch_occupancy.observe(min(report.samples / report.capacity, 1.0))
+        self.batch_waiting.set(report.waiting)
 
     def job_ended(self, job_id: str) -> None:
         for gauge in (self.loss, self.learning_rate, self.samples_per_second, self.embedding_norm):

@@ -2,7 +2,10 @@
 
 Settings besides the shared ones (services/common/settings.py):
     TISTUDIO_SD_MODEL                  the base model loaded before SERVING, and the default of requests that name none
-    TISTUDIO_TRAINER_CONCURRENCY       jobs trained at once on this trainer's device (default 1)
+    TISTUDIO_TRAINER_CONCURRENCY       jobs trained at once on this trainer's device (default 8); jobs on one model
+                                       and training size share its device batches (device_loop.py)
+    TISTUDIO_TRAINER_BATCH_MEMORY_GIB  device memory the shared batches' activations may use (default: 90% of the
+                                       free CUDA memory, or half the available RAM on a CPU)
     TISTUDIO_STORE_PATIENCE_SECONDS    how long store operations are retried before a job pauses (default 60)
     TISTUDIO_PREVIEW_ADDRESS           the preview service (host:port); unset: previews are skipped, with a notice
     TISTUDIO_PREVIEW_TOKEN, TISTUDIO_PREVIEW_TIMEOUT_SECONDS   see preview_client.py
@@ -15,8 +18,9 @@ from __future__ import annotations
 
 from services.common.model_pool import stable_diffusion_pool
 from services.common.runtime import ServiceContext, ServiceDefinition, ServiceParts
-from services.common.settings import EnvReader, positive_int
+from services.common.settings import EnvReader, positive_float, positive_int
 from services.common.storage import RetryingStore, RetryPolicy
+from services.trainer.device_loop import DeviceLoop
 from services.trainer.jobs import EventLog, JobRunner, JobStore
 from services.trainer.metrics import TrainerMetrics
 from services.trainer.preview_client import GrpcPreviewRenderer
@@ -30,7 +34,8 @@ __all__ = ["DEFINITION"]
 
 def build(context: ServiceContext) -> ServiceParts:
     read = EnvReader(context.env)
-    concurrency = read.parse("TISTUDIO_TRAINER_CONCURRENCY", 1, positive_int, "a whole number of jobs, at least 1")
+    concurrency = read.parse("TISTUDIO_TRAINER_CONCURRENCY", 8, positive_int, "a whole number of jobs, at least 1")
+    batch_memory = read.parse("TISTUDIO_TRAINER_BATCH_MEMORY_GIB", None, positive_float, "GiB, e.g. 40")
     models, preload = stable_diffusion_pool(context)
     # Every trainer store operation rides out short outages; a longer one pauses the job (training_job.py).
     store = RetryingStore(context.store, RetryPolicy.from_env(context.env))
@@ -41,7 +46,10 @@ def build(context: ServiceContext) -> ServiceParts:
         context.registry, jobs=jobs.list, queue_length=lambda: runner.queue_length(), device=context.runtime.device
     )
     previews = PreviewDispatcher(renderer, on_skipped=lambda code: metrics.previews_skipped.labels(code).inc())
-    trainer = JobTrainer(store, models, device=context.runtime.device, previews=previews, metrics=metrics)
+    device_loop = DeviceLoop(memory_gib=batch_memory, on_round=metrics.observe_round)
+    trainer = JobTrainer(
+        store, models, device=context.runtime.device, previews=previews, metrics=metrics, device_loop=device_loop
+    )
     runner = JobRunner(jobs, events, trainer, concurrency=concurrency)
     servicer = TrainerServicer(store, models, runner, default_model=read.text("TISTUDIO_SD_MODEL") or "")
 
@@ -53,6 +61,7 @@ def build(context: ServiceContext) -> ServiceParts:
 
     def shutdown() -> None:
         runner.shutdown(timeout=context.server.grace_seconds)
+        device_loop.close(timeout=5.0)
         previews.close(timeout=5.0)
         if renderer is not None:
             renderer.close()

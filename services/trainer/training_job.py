@@ -1,13 +1,15 @@
 """The run callable of a training job: the engine, driven by the job layer.
 
-    trainer = JobTrainer(store, models, device="cuda", previews=PreviewDispatcher(renderer), metrics=metrics)
-    runner = JobRunner(JobStore(store), EventLog(store), trainer, concurrency=1)
+    trainer = JobTrainer(store, models, device="cuda", previews=PreviewDispatcher(renderer), metrics=metrics,
+                         device_loop=DeviceLoop(on_round=metrics.observe_round))
+    runner = JobRunner(JobStore(store), EventLog(store), trainer, concurrency=8)
 
 A run, top to bottom:
     the job's spec (at the rate scale earlier divergences left it)  ->  the model from the pool
     -> prepare from the latest savepoint (exact resume), or from the embedding file at step 0
-    -> run, polling the runner's stop requests; savepoints at save steps and preview steps;
-       each preview step's savepoint goes to the preview service in the background
+    -> train through the device loop, which batches it with the other jobs on the same model and size, polling
+       the runner's stop requests; savepoints at save steps and preview steps; each preview step's savepoint goes
+       to the preview service in the background
     -> the outcome: completed, paused, cancelled, or shutdown (the next process resumes it)
 Failures: a non-finite loss or embedding rolls back to the last good savepoint (every savepoint is checked before
 it is written, so the latest is good) and fails the job, or, when the job asks for it, carries on from there at
@@ -19,11 +21,13 @@ its last savepoint once the store answers again.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import asdict
 from typing import Any
 
 from services.common.diagnostics import Diagnostic, Severity
 from services.common.storage import Store, StoreUnavailable
+from services.trainer.device_loop import DeviceLoop
 from services.trainer.embedding_ops import ModelIdentity
 from services.trainer.engine import (
     PhaseReport,
@@ -60,12 +64,14 @@ class JobTrainer:
         device: str = "cpu",
         previews: PreviewDispatcher | None = None,
         metrics: TrainerMetrics | None = None,
+        device_loop: DeviceLoop | None = None,
     ) -> None:
         self._store = store
         self._models = models  # anything with stable_diffusion(reference, config) -> components (the ModelPool)
         self._device = device
         self._previews = previews or PreviewDispatcher(None)
         self._metrics = metrics
+        self._device_loop = device_loop or DeviceLoop()
 
     def __call__(self, record: JobRecord, control: JobControl) -> RunOutcome | JobOutcome:
         job = JobSpec.from_record(record.spec)
@@ -130,7 +136,9 @@ class JobTrainer:
             if resume is None or note.code in _RESUME_NOTES:
                 control.notice(note)
         try:
-            return session.run(events=events, should_stop=control.should_stop, also_save_every=job.preview_every_steps)
+            return self._device_loop.train(
+                session, events=events, should_stop=control.should_stop, also_save_every=job.preview_every_steps
+            )
         except TrainingDiverged as diverged:
             good = diverged.last_good.step if diverged.last_good else session.start_embedding.step or 0
             control.rolled_back(good)
@@ -160,7 +168,10 @@ class _JobEvents(TrainingEvents):
         self._job = job
         self._previews = previews
         self._metrics = metrics
-        self._last_prompt = ""
+        # The latest training prompt at each reported step: savepoints arrive from the writer thread, possibly after
+        # later reports, and a preview renders with the prompt of its own step (A1111 previews with it).
+        self._prompts: dict[int, str] = {}
+        self._prompts_lock = threading.Lock()
         self.samples_per_step = job.training.samples_per_step
 
     def on_phase(self, report: PhaseReport) -> None:
@@ -168,17 +179,24 @@ class _JobEvents(TrainingEvents):
 
     def on_step(self, report: StepReport) -> None:
         self._control.on_step(report)
-        self._last_prompt = report.prompt or self._last_prompt
+        if report.prompt:
+            with self._prompts_lock:
+                self._prompts[report.step] = report.prompt
         if self._metrics is not None:
             self._metrics.observe_steps(self._record.job_id, report, samples_per_step=self.samples_per_step)
 
     def on_savepoint(self, savepoint: Savepoint) -> None:
         self._control.on_savepoint(savepoint)
+        with self._prompts_lock:  # the prompt reported at the savepoint's step; older ones are no longer needed
+            reported = [step for step in self._prompts if step <= savepoint.step]
+            prompt = self._prompts[max(reported)] if reported else ""
+            for step in reported[:-1]:
+                del self._prompts[step]
         every = self._job.preview_every_steps
         if every and (savepoint.step % every == 0 or savepoint.reason == "final"):
-            self._previews.submit(self._preview_request(savepoint), self._control)
+            self._previews.submit(self._preview_request(savepoint, prompt), self._control)
 
-    def _preview_request(self, savepoint: Savepoint) -> PreviewRequest:
+    def _preview_request(self, savepoint: Savepoint, prompt: str) -> PreviewRequest:
         training, settings = self._job.training, self._job.preview
         return PreviewRequest(
             job_id=self._record.job_id,
@@ -187,7 +205,7 @@ class _JobEvents(TrainingEvents):
             model_config=training.model_config,
             embedding_key=savepoint.embedding_key,
             trigger=savepoint.name,
-            prompts=settings.prompts or ((self._last_prompt,) if self._last_prompt else ("[name]",)),
+            prompts=settings.prompts or ((prompt,) if prompt else ("[name]",)),
             settings=settings,
             output_prefix=f"{savepoint.folder}previews/",
         )
