@@ -99,7 +99,7 @@ class ServerSettings:
             else get.parse(
                 f"{prefix}_METRICS_PORT", DEFAULT_METRICS_PORTS[service], _port, "a port number 0-65535 or 'off'"
             ),
-            reflection=get.parse("TISTUDIO_REFLECTION", True, _bool, "on/off, true/false, 1/0, yes/no"),
+            reflection=get.parse("TISTUDIO_REFLECTION", True, on_off, "on/off, true/false, 1/0, yes/no"),
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
@@ -164,7 +164,8 @@ def _seconds(raw: str) -> float:
     return value
 
 
-def _bool(raw: str) -> bool:
+def on_off(raw: str) -> bool:
+    """An `EnvReader.parse` converter: on/off, true/false, 1/0, yes/no."""
     if raw.lower() in _TRUE:
         return True
     if raw.lower() in _FALSE:

@@ -12,7 +12,8 @@ A session's outcome, or the exception that ended it, goes back to its job thread
 
 Memory: each group packs its rounds within a budget of device memory for the activations, measured per sample in
 its first round. `memory_gib` sets that budget; by default it is 90% of the CUDA memory free when the group forms
-(the model already loaded), or half the RAM available on a CPU.
+(the model already loaded), or half the RAM available on a CPU. `compile_unet` runs the UNet through torch.compile
+(see shared_batch.py).
 """
 
 from __future__ import annotations
@@ -55,10 +56,15 @@ def default_memory_budget(device: torch.device) -> int:
 
 class DeviceLoop:
     def __init__(
-        self, *, memory_gib: float | None = None, on_round: Callable[[RoundReport], None] | None = None
+        self,
+        *,
+        memory_gib: float | None = None,
+        on_round: Callable[[RoundReport], None] | None = None,
+        compile_unet: bool = False,
     ) -> None:
         self._memory_bytes = None if memory_gib is None else int(memory_gib * 2**30)
         self._on_round = on_round
+        self._compile_unet = compile_unet
         self._lock = threading.Condition()
         self._joining: list[tuple[TrainingSession, Future[RunOutcome]]] = []
         self._groups: dict[tuple[Any, ...], TrainingGroup] = {}
@@ -124,7 +130,11 @@ class DeviceLoop:
         if group is None:
             budget = self._memory_bytes or default_memory_budget(session.precision.device)
             group = TrainingGroup(
-                session.components, session.precision, memory=MemoryBudget(budget), on_round=self._on_round
+                session.components,
+                session.precision,
+                memory=MemoryBudget(budget),
+                on_round=self._on_round,
+                compile_unet=self._compile_unet,
             )
             self._groups[key] = group
             log.info("new training group: %dx%d %s, budget %.1f GiB", key[1], key[2], key[3], budget / 2**30)

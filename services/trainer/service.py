@@ -4,6 +4,8 @@ Settings besides the shared ones (services/common/settings.py):
     TISTUDIO_SD_MODEL                  the base model loaded before SERVING, and the default of requests that name none
     TISTUDIO_TRAINER_CONCURRENCY       jobs trained at once on this trainer's device (default 8); jobs on one model
                                        and training size share its device batches (device_loop.py)
+    TISTUDIO_TRAINER_COMPILE           1: run the UNet through torch.compile (CUDA; the first steps of each new batch
+                                       shape pay for compilation); default 0
     TISTUDIO_TRAINER_BATCH_MEMORY_GIB  device memory the shared batches' activations may use (default: 90% of the
                                        free CUDA memory, or half the available RAM on a CPU)
     TISTUDIO_STORE_PATIENCE_SECONDS    how long store operations are retried before a job pauses (default 60)
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from services.common.model_pool import stable_diffusion_pool
 from services.common.runtime import ServiceContext, ServiceDefinition, ServiceParts
-from services.common.settings import EnvReader, positive_float, positive_int
+from services.common.settings import EnvReader, on_off, positive_float, positive_int
 from services.common.storage import RetryingStore, RetryPolicy
 from services.trainer.device_loop import DeviceLoop
 from services.trainer.jobs import EventLog, JobRunner, JobStore
@@ -46,7 +48,8 @@ def build(context: ServiceContext) -> ServiceParts:
         context.registry, jobs=jobs.list, queue_length=lambda: runner.queue_length(), device=context.runtime.device
     )
     previews = PreviewDispatcher(renderer, on_skipped=lambda code: metrics.previews_skipped.labels(code).inc())
-    device_loop = DeviceLoop(memory_gib=batch_memory, on_round=metrics.observe_round)
+    compile_unet = read.parse("TISTUDIO_TRAINER_COMPILE", False, on_off, "on/off, true/false, 1/0, yes/no")
+    device_loop = DeviceLoop(memory_gib=batch_memory, on_round=metrics.observe_round, compile_unet=compile_unet)
     trainer = JobTrainer(
         store, models, device=context.runtime.device, previews=previews, metrics=metrics, device_loop=device_loop
     )

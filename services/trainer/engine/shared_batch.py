@@ -22,6 +22,10 @@ models, precisions or sizes belong to other groups. Alone, a run is a group of o
 code, so a run trained with others follows the same arithmetic as one trained alone (to float rounding of the
 batched kernels).
 
+Compilation: `compile_unet=True` runs the UNet through `torch.compile` (one compiled module per loaded UNet, shared
+by every group on it; dynamo's automatic dynamic shapes cover the batch sizes that packing produces, and a graph it
+cannot compile runs eager). It is meant for CUDA, where it fuses the elementwise kernels between the matmuls.
+
 Memory: with a budget, the first round serves one run and measures the bytes a sample keeps for the backward
 (saved-tensor hooks, parameters and buffers excluded); later rounds pack up to budget / (that x headroom) samples.
 A CUDA out-of-memory error in a shared round restores the runs' gradients, lowers the cap below that round's
@@ -31,6 +35,7 @@ samples and serves the same drawn micro-batches again in smaller rounds; a run a
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,11 +50,23 @@ if TYPE_CHECKING:
     from services.trainer.engine.loop import MicroBatch, TrainingSession
     from services.trainer.engine.precision import Precision
 
-__all__ = ["MemoryBudget", "RoundReport", "TrainingGroup", "group_key"]
+__all__ = ["MemoryBudget", "RoundReport", "TrainingGroup", "compiled", "group_key"]
 
 log = logging.getLogger(__name__)
 
 Finished = tuple["TrainingSession", "RunOutcome | BaseException"]
+
+_COMPILED: weakref.WeakKeyDictionary[torch.nn.Module, Any] = weakref.WeakKeyDictionary()
+
+
+def compiled(unet: torch.nn.Module) -> Any:
+    """The UNet through torch.compile, once per module; graphs dynamo cannot compile fall back to eager."""
+    if unet not in _COMPILED:
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True
+        _COMPILED[unet] = torch.compile(unet)
+    return _COMPILED[unet]
 
 
 @dataclass(frozen=True)
@@ -93,8 +110,10 @@ class TrainingGroup:
         *,
         memory: MemoryBudget | None = None,
         on_round: Callable[[RoundReport], None] | None = None,
+        compile_unet: bool = False,
     ) -> None:
         self.components = components
+        self._unet = compiled(components.unet) if compile_unet else components.unet
         self.precision = precision
         self.memory = memory
         self._on_round = on_round
@@ -193,7 +212,7 @@ class TrainingGroup:
     def _forward_backward(self, chosen: list[_Member]) -> list[torch.Tensor]:
         batches = [member.pending for member in chosen]
         sessions = [member.session for member in chosen]
-        unet = self.components.unet
+        unet = self._unet
         with self.precision.autocast():
             conds = encode_together(
                 [(s.conditioner, b.tokens, s.vectors) for s, b in zip(sessions, batches, strict=True)]
@@ -203,7 +222,7 @@ class TrainingGroup:
                 part = [i for i, cond in enumerate(conds) if cond.shape[1] == length]
                 noisy = torch.cat([batches[i].noised.noisy for i in part])  # [sum B, 4, h, w]
                 timesteps = torch.cat([batches[i].noised.timesteps for i in part])  # [sum B]
-                cond = torch.cat([conds[i] for i in part]).to(unet.dtype)  # [sum B, L, D]
+                cond = torch.cat([conds[i] for i in part]).to(self.components.unet.dtype)  # [sum B, L, D]
                 pred = unet(noisy, timesteps, cond).sample
                 for i, piece in zip(part, pred.split([batches[i].samples for i in part]), strict=True):
                     preds[i] = piece

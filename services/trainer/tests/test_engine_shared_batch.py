@@ -207,3 +207,17 @@ def test_a_group_takes_only_runs_on_its_own_model_and_precision(components, stor
     other = TrainingGroup(object(), a.precision)
     with pytest.raises(ValueError, match="own loaded model"):
         other.add(a)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's inductor imports deprecated torch.jit parts
+def test_a_compiled_unet_trains_the_same_runs(components, store):
+    reference = {name: _alone(components, store, name) for name in ("a", "c")}
+    sessions = {name: _session(components, store, name, f"compiled-{name}/") for name in ("a", "c")}
+    group = TrainingGroup(components, sessions["a"].precision, compile_unet=True)
+    for session in sessions.values():
+        session.start()
+        group.add(session)
+    results = _together(group, sessions)
+    for name, outcome in results.items():
+        _assert_same(store, name, f"compiled-{name}/", outcome.embedding.vectors[0], reference[name])

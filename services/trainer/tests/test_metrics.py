@@ -7,7 +7,7 @@ import pytest
 import torch
 from prometheus_client import CollectorRegistry, generate_latest
 
-from services.trainer.engine import StepReport
+from services.trainer.engine import RoundReport, StepReport
 from services.trainer.jobs import JobRecord, JobState
 from services.trainer.metrics import STEP_BUCKETS_SECONDS, TrainerMetrics
 
@@ -43,6 +43,19 @@ def _record(job_id: str, state: JobState) -> JobRecord:
 @pytest.fixture
 def registry():
     return CollectorRegistry()
+
+
+def test_each_shared_device_batch_is_counted_by_jobs_samples_and_occupancy(registry):
+    metrics = TrainerMetrics(registry)
+    metrics.observe_round(RoundReport(runs=3, samples=12, capacity=16, waiting=2))
+    metrics.observe_round(RoundReport(runs=1, samples=4, capacity=None, waiting=0))  # no budget: no occupancy
+    value = registry.get_sample_value
+    assert value("tistudio_trainer_batch_jobs_count") == 2 and value("tistudio_trainer_batch_jobs_sum") == 4
+    assert value("tistudio_trainer_batch_jobs_bucket", {"le": "2.0"}) == 1
+    assert value("tistudio_trainer_batch_samples_sum") == 16
+    assert value("tistudio_trainer_batch_occupancy_ratio_count") == 1
+    assert value("tistudio_trainer_batch_occupancy_ratio_sum") == pytest.approx(0.75)
+    assert value("tistudio_trainer_batch_waiting_jobs") == 0
 
 
 def test_observe_steps_counts_steps_and_samples_and_times_each_step(registry):
