@@ -34,6 +34,11 @@ CUDA (when a GPU is present): an SD1.5-shaped model with random weights (its UNe
 written out below; the compute equals real weights and nothing is downloaded) at 512 x 512 in bf16, batch 1, 8 and
 32, with model FLOP utilisation: 1.696 TFLOP per sample with cached latents over a 989 TFLOP/s dense bf16 peak
 (H100 SXM; the H200 has the same).
+
+Multi-job table (`bench_jobs`): 1, 4 and 16 concurrent jobs on the CPU (the toy SD1.x at 64 px, batch 1, in its
+own spawned process) and 1, 8 and 16 on CUDA (the SD1.5-shaped model, 512 px bf16, batch 4 per job), each trained
+one after another and batched through one TrainingGroup: aggregate samples/s, each job's time to finish, jobs per
+device batch and the batched speed-up (with MFU on CUDA). `--only-jobs` runs just these tables.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["baseline", "main", "ours", "sd15_components"]
+__all__ = ["baseline", "jobs", "main", "ours", "run_cpu_jobs", "run_cuda_jobs", "sd15_components"]
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +307,25 @@ def _result(config: dict[str, Any], timed: _Timer, prepare_s: float, device: str
     return result
 
 
+def jobs(components: Any, root: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The CPU multi-job rows (bench_jobs), for `_worker`."""
+    from services.trainer.bench_jobs import multi_job_rows
+
+    rows = multi_job_rows(
+        components,
+        root,
+        job_counts=config["job_counts"],
+        batch=config["batch"],
+        size=config["size"],
+        steps=config["steps"],
+        device="cpu",
+        precision="fp32",
+        vectors=config["vectors"],
+        repeats=config["repeats"],
+    )
+    return {"rows": rows}
+
+
 def _worker(name: str, config: dict[str, Any], queue: Any) -> None:
     """One CPU run in a fresh process, so its peak RSS is its own."""
     try:
@@ -310,7 +334,7 @@ def _worker(name: str, config: dict[str, Any], queue: Any) -> None:
         from services.trainer.engine.testing import tiny_components
 
         torch.set_num_threads(config["threads"])
-        runner = {"ours": ours, "baseline": baseline}[name]
+        runner = {"ours": ours, "baseline": baseline, "jobs": jobs}[name]
         if config["model"] == "sd15-shaped":
             components = sd15_components("cpu", torch.float32)
         else:
@@ -406,6 +430,68 @@ def run_cuda(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
     return rows
 
 
+# --- the multi-job table (bench_jobs) ------------------------------------------------------------------------------
+def run_cpu_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The CPU multi-job rows, trained in a spawned process of their own."""
+    from services.common.storage import LocalStore
+    from services.toyworld import TOY_SD
+    from services.trainer.engine.testing import write_dataset
+
+    model = args.job_model or str(TOY_SD)
+    with tempfile.TemporaryDirectory(dir=args.cache_dir) as root:
+        write_dataset(LocalStore(root), "ds/", args.images, size=args.job_size)
+        config = {
+            "model": model,
+            "root": root,
+            "job_counts": _ints(args.jobs),
+            "batch": args.job_batch,
+            "size": args.job_size,
+            "steps": args.job_steps,
+            "vectors": args.vectors,
+            "repeats": args.repeats,
+            "threads": args.threads,
+        }
+        log.info(
+            "CPU: multi-job, %s jobs of %d steps of batch %d", config["job_counts"], args.job_steps, args.job_batch
+        )
+        rows = _in_process("jobs", config)["rows"]
+    for row in rows:
+        row["model"], row["threads"] = model, args.threads
+    return rows
+
+
+def run_cuda_jobs(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
+    """The multi-job rows on the SD1.5-shaped model at 512 px bf16, with MFU."""
+    import torch
+
+    from services.common.storage import LocalStore
+    from services.trainer.bench_jobs import multi_job_rows
+    from services.trainer.engine import MemoryBudget
+    from services.trainer.engine.testing import write_dataset
+
+    components = sd15_components()
+    memory = MemoryBudget(int(args.gpu_job_memory_gib * 2**30)) if args.gpu_job_memory_gib > 0 else None
+    write_dataset(LocalStore(root), "ds/", args.images, size=512)
+    counts = _ints(args.gpu_jobs)
+    log.info("CUDA: %s jobs of %d steps of batch %d at 512 px", counts, args.gpu_job_steps, args.gpu_job_batch)
+    rows = multi_job_rows(
+        components,
+        root,
+        job_counts=counts,
+        batch=args.gpu_job_batch,
+        size=512,
+        steps=args.gpu_job_steps,
+        device="cuda",
+        precision="bf16",
+        vectors=args.vectors,
+        memory=memory,
+    )
+    for row in rows:
+        row["device"] = torch.cuda.get_device_name()
+        row["mfu"] = row["aggregate_samples_per_s"] * FLOP_PER_SAMPLE / PEAK_BF16_FLOPS
+    return rows
+
+
 # --- main ----------------------------------------------------------------------------------------------------------
 def _tiny_model(cache: Path) -> str:
     from services.common.models.tiny import build_tiny_models, is_current_build, tiny_model_paths
@@ -414,6 +500,10 @@ def _tiny_model(cache: Path) -> str:
     if is_current_build(repo_models):
         return str(tiny_model_paths(repo_models)["sd"])
     return str(build_tiny_models(cache / "tiny-models")["sd"])
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -432,7 +522,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per CPU run")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=2, help="CPU runs per trainer, interleaved; the best counts")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="CPU runs per trainer (and per multi-job mode), interleaved; the best counts",
+    )
     parser.add_argument(
         "--sd15-cpu-size",
         type=int,
@@ -444,15 +539,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu-batches", default="1,8,32")
     parser.add_argument("--gpu-baseline-batches", default="1,8", help="batches the baseline also runs on CUDA")
     parser.add_argument("--gpu-steps", type=int, default=20)
+    parser.add_argument("--jobs", default="1,4,16", help="CPU multi-job table: concurrent job counts")
+    parser.add_argument("--job-steps", type=int, default=50, help="steps per job in the CPU multi-job table")
+    parser.add_argument("--job-batch", type=int, default=1, help="batch size per job in the CPU multi-job table")
+    parser.add_argument("--job-size", type=int, default=64, help="training size in the CPU multi-job table")
+    parser.add_argument(
+        "--job-model", default="", help="model folder for the CPU multi-job table (default: the toy SD1.x)"
+    )
+    parser.add_argument("--gpu-jobs", default="1,8,16", help="CUDA multi-job table: concurrent job counts")
+    parser.add_argument("--gpu-job-batch", type=int, default=4)
+    parser.add_argument("--gpu-job-steps", type=int, default=10)
+    parser.add_argument(
+        "--gpu-job-memory-gib",
+        type=float,
+        default=0,
+        help="activation budget of the batched CUDA jobs' device batches (0: none; they split only after an OOM)",
+    )
+    parser.add_argument("--skip-jobs", action="store_true", help="leave out the multi-job tables")
+    parser.add_argument("--only-jobs", action="store_true", help="only the multi-job tables")
     parser.add_argument("--skip-cpu", action="store_true")
     parser.add_argument("--skip-gpu", action="store_true")
     args = parser.parse_args(argv)
+    if args.skip_jobs and args.only_jobs:
+        parser.error("--skip-jobs and --only-jobs leave nothing to run")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"cpu": [], "cuda": []}
+    results: dict[str, Any] = {"cpu": [], "cuda": [], "cpu_jobs": [], "cuda_jobs": []}
 
-    if not args.skip_cpu:
+    if not args.skip_cpu and not args.only_jobs:
         from services.common.storage import LocalStore
         from services.trainer.engine.testing import write_dataset
 
@@ -507,12 +622,33 @@ def main(argv: list[str] | None = None) -> int:
                 )
         print(_cpu_table(results["cpu"]))
 
+    from services.trainer.bench_jobs import multi_job_table
+
+    if not args.skip_cpu and not args.skip_jobs:
+        results["cpu_jobs"] = run_cpu_jobs(args)
+        first = results["cpu_jobs"][0]
+        title = (
+            f"CPU multi-job: {Path(first['model']).name}, {first['size']} px, fp32, batch {first['batch']} per job, "
+            f"{first['threads']} threads (best of {args.repeats} interleaved); finish: seconds from training start"
+        )
+        print(multi_job_table(results["cpu_jobs"], title))
+
     import torch
 
     if not args.skip_gpu and torch.cuda.is_available():
-        with tempfile.TemporaryDirectory(dir=args.cache_dir) as root:
-            results["cuda"] = run_cuda(args, root)
-        print(_cuda_table(results["cuda"]))
+        if not args.only_jobs:
+            with tempfile.TemporaryDirectory(dir=args.cache_dir) as root:
+                results["cuda"] = run_cuda(args, root)
+            print(_cuda_table(results["cuda"]))
+        if not args.skip_jobs:
+            with tempfile.TemporaryDirectory(dir=args.cache_dir) as root:
+                results["cuda_jobs"] = run_cuda_jobs(args, root)
+            first = results["cuda_jobs"][0]
+            title = (
+                f"CUDA multi-job ({first['device']}): SD1.5-shaped (random weights), 512 x 512, bf16, batch "
+                f"{first['batch']} per job; finish: seconds from training start"
+            )
+            print(multi_job_table(results["cuda_jobs"], title))
     elif not args.skip_gpu:
         print("\nCUDA: no GPU here; the SD1.5-shaped 512 px runs need one.")
 

@@ -254,6 +254,11 @@ class TrainingSession:
         events.on_phase(PhaseReport("training", f"training steps {self.step} to {target}", self.step, target))
 
     @property
+    def running(self) -> bool:
+        """Between `start` and the run's outcome."""
+        return self._run is not None
+
+    @property
     def at_step_start(self) -> bool:
         return self._run is not None and self._run.micro == 0
 

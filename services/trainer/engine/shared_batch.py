@@ -140,6 +140,8 @@ class TrainingGroup:
         """A started session joins; it is served from the next round."""
         if session.components is not self.components or session.precision.name != self.precision.name:
             raise ValueError("a session joins the group of its own loaded model and precision")
+        if not session.running:
+            raise ValueError("start the session (session.start(...)) before adding it to a group")
         self._members.append(_Member(session))
 
     def run_alone(self, session: TrainingSession) -> RunOutcome:
@@ -240,7 +242,7 @@ class TrainingGroup:
             self._leave(chosen[0], chosen[0].session.out_of_memory(), finished)
             return
         samples = sum(member.pending.samples for member in chosen)
-        self._cap_after_oom = max(1, samples - 1)
+        self._cap_after_oom = max(1, min(samples - 1, samples * 3 // 4))  # a quarter less per failure
         log.warning(
             "out of memory with %d samples from %d runs; batches now hold at most %d",
             samples,

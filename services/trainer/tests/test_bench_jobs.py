@@ -35,6 +35,7 @@ def test_sequential_and_batched_jobs_report_their_throughput_and_finish_times(co
     assert sequential["per_job_finish_s"][0] < sequential["per_job_finish_s"][1]  # the second waits for the first
     assert "mean_runs_per_round" not in sequential
     assert batched["rounds"] == 2 and batched["mean_runs_per_round"] == 2.0  # both jobs in each device batch
+    assert batched["capacity"] is None  # no memory budget, no out-of-memory split
 
     batched["speedup"] = batched["aggregate_samples_per_s"] / sequential["aggregate_samples_per_s"]
     table = multi_job_table([sequential, batched], "tiny, 32 px")

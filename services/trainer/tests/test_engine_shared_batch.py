@@ -8,6 +8,8 @@ loss curve must match it within 1e-4 relative.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -145,8 +147,8 @@ def test_packing_keeps_each_device_batch_within_the_memory_budget(components, st
     sessions = {name: _session(components, store, name, f"together-{name}/") for name in RUNS}
     rounds = []
     probe = TrainingGroup(components, sessions["a"].precision, memory=MemoryBudget(1 << 40))
-    probe.add(sessions["a"])
     sessions["a"].start(until_step=1)
+    probe.add(sessions["a"])
     probe.round()
     per_sample = probe._per_sample_bytes
     assert per_sample > 1000  # activations kept for the backward, weights excluded
@@ -182,7 +184,7 @@ def test_out_of_memory_in_a_shared_round_retries_smaller_rounds_and_changes_noth
         session.start()
         group.add(session)
     results = _together(group, sessions)
-    assert sizes[0] == 5 and group.capacity == 4 and max(sizes[1:]) <= 3
+    assert sizes[0] == 5 and group.capacity == 3 and max(sizes[1:]) <= 3
     for name, outcome in results.items():
         _assert_same(store, name, f"together-{name}/", outcome.embedding.vectors[0], reference[name])
 
@@ -202,11 +204,12 @@ def test_a_run_that_diverges_leaves_and_the_others_go_on(components, store):
     _assert_same(store, "a", "together-a/", results["a"].embedding.vectors[0], reference)
 
 
-def test_a_group_takes_only_runs_on_its_own_model_and_precision(components, store):
+def test_a_group_takes_only_started_runs_on_its_own_model_and_precision(components, store):
     a = _session(components, store, "a", "together-a/")
-    other = TrainingGroup(object(), a.precision)
     with pytest.raises(ValueError, match="own loaded model"):
-        other.add(a)
+        TrainingGroup(SimpleNamespace(unet=components.unet), a.precision).add(a)
+    with pytest.raises(ValueError, match="start the session"):
+        TrainingGroup(components, a.precision).add(a)
 
 
 @pytest.mark.slow
