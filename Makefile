@@ -69,7 +69,8 @@ bench-caption: $(VENV)/.installed
 
 # Trainer samples/s and peak memory: our engine vs a re-implementation of diffusers' textual_inversion.py per-step
 # work on the tiny model (CPU), and an SD1.5-shaped model at 512 px bf16, batch 1/8/32, with MFU where a CUDA GPU is
-# present. Not part of `make test`. Extra flags: BENCH_TRAIN_ARGS=...
+# present; then the multi-job table: 1/4/16 jobs (CUDA: 1/8/16) one after another vs batched on one model.
+# Not part of `make test`. Extra flags: BENCH_TRAIN_ARGS=... (e.g. --only-jobs)
 bench-train: $(VENV)/.installed models
 	$(PY) -m services.trainer.bench --json .cache/bench/train.json $(BENCH_TRAIN_ARGS)
 
