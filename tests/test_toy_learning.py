@@ -11,10 +11,6 @@ from bench.toy_learning import THRESHOLDS, UNTRAINED_MAX, LearningSettings, run_
 from tistudio.trainer.v1 import trainer_pb2 as tr
 from tistudio_client import Tistudio
 
-# Through the device loop the service's steps currently run slower than the engine's own (under investigation,
-# issue 8); the module-scoped training fixture gets room for that.
-pytestmark = pytest.mark.timeout(900)
-
 
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):

@@ -35,6 +35,7 @@ from services.common.models.reference import ResolvedModel, resolve_model
 from services.common.runtime import ServiceContext
 from services.common.settings import EnvReader
 from services.common.storage import Store
+from services.common.torch_threads import in_passing_thread
 
 __all__ = ["ModelPool", "footprint_bytes", "stable_diffusion_pool"]
 
@@ -105,7 +106,7 @@ class ModelPool:
                 reference, config=config or None, store=self._store, cache_dir=self._cache_dir, env=self._env
             )
             with _LOADING:
-                model = load(resolved)
+                model = in_passing_thread(load, resolved)  # see torch_threads.py
             log.info(
                 "loaded %s model",
                 kind,

@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from services.common.datasets import list_dataset
 from services.common.errors import FailedPrecondition
 from services.common.storage import ObjectNotFound
+from services.common.torch_threads import in_passing_thread
 from services.preview.embedding_library import LoadedEmbedding
 from services.preview.preview_grid import weighted_prompt
 from services.preview.rendering import ImageOrder, Sampling
@@ -89,7 +90,8 @@ def evaluate_savepoints(studio: PreviewStudio, spec: EvaluateSpec) -> EvaluateRe
 
     subject_word = loaded[0].embedding.metadata.get("init_text", "") if loaded else ""
     edit_prompts = spec.edit_prompts or DEFAULT_EDIT_PROMPTS
-    evaluation = evaluate(
+    evaluation = in_passing_thread(  # CLIP scoring from a handler thread: see services/common/torch_threads.py
+        evaluate,
         inputs,
         training,
         render,

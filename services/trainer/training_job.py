@@ -27,6 +27,7 @@ from typing import Any
 
 from services.common.diagnostics import Diagnostic, Severity
 from services.common.storage import Store, StoreUnavailable
+from services.common.torch_threads import in_passing_thread
 from services.trainer.device_loop import DeviceLoop
 from services.trainer.embedding_ops import ModelIdentity
 from services.trainer.engine import (
@@ -121,7 +122,10 @@ class JobTrainer:
     ) -> RunOutcome:
         resume = latest_savepoint(self._store, record.output_prefix)
         events = _JobEvents(record, control, job, self._previews, self._metrics)
-        session = TrainingSession.prepare(
+        # The VAE pass and the resume run on a passing thread, so that this job thread keeps no OpenMP team
+        # beside the device loop's (services/common/torch_threads.py).
+        session = in_passing_thread(
+            TrainingSession.prepare,
             spec,
             components,
             self._store,
