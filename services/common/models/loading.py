@@ -4,8 +4,10 @@ Every module comes back in eval mode with `requires_grad=False` (textual inversi
 these weights; a trainer unfreezes what it needs explicitly). A broken folder (missing component, missing weights,
 bad JSON) raises `InvalidModel` naming the file, before any weights are read.
 
-Family: "sd2" when the text encoder is OpenCLIP-like (hidden size 1024, or `gelu` activation where CLIP-L uses
-`quick_gelu`), else "sd1" (CLIP-L 768 and the tiny test models). Embedding width = `text_encoder.config.hidden_size`.
+Family: "sdxl" when the pipeline has a second text encoder (`text_encoder_2`, SDXL's OpenCLIP-G with its
+projection); else "sd2" when the text encoder is OpenCLIP-like (hidden size 1024, or `gelu` activation where CLIP-L
+uses `quick_gelu`); else "sd1" (CLIP-L 768 and the tiny test models). SD2's 768 model is told from its 512 base by
+the scheduler's `prediction_type` (v-prediction). Embedding widths: each text encoder's `hidden_size`, in order.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "load_blip",
     "load_clip",
     "sd_family",
+    "FAMILY_NAMES",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,9 @@ _COMPONENT_CONFIGS = {
     "scheduler": "scheduler_config.json",
     "tokenizer": "tokenizer_config.json",
 }
-_WEIGHTED = ("unet", "vae", "text_encoder")
+_SDXL_COMPONENT_CONFIGS = {"text_encoder_2": "config.json", "tokenizer_2": "tokenizer_config.json"}
+_WEIGHTED = ("unet", "vae", "text_encoder", "text_encoder_2")
+FAMILY_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL"}
 # SafetensorError (a truncated or corrupt weights file) derives from Exception only, so it is named here.
 _LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, SafetensorError)
 
@@ -54,13 +59,36 @@ class StableDiffusionComponents:
     vae: Any  # diffusers.AutoencoderKL
     scheduler: Any  # the model's own scheduler (PNDM for SD1.5); build training schedulers from its config
     fingerprint: ModelFingerprint
-    family: str  # "sd1" | "sd2"
+    family: str  # "sd1" | "sd2" | "sdxl"
     prediction_type: str  # "epsilon" | "v_prediction" (scheduler config)
+    tokenizer_2: Any = None  # SDXL: the OpenCLIP-G tokenizer (pads with "!")
+    text_encoder_2: Any = None  # SDXL: transformers.CLIPTextModelWithProjection (OpenCLIP-G)
 
     @property
     def vae_scale_factor(self) -> int:
         """Pixels per latent cell: 8 for real SD, 2 for the tiny test model."""
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def text_encoders(self) -> tuple[Any, ...]:
+        """(text_encoder,) or, for SDXL, (text_encoder, text_encoder_2): the order of an embedding's vectors."""
+        return (self.text_encoder,) if self.text_encoder_2 is None else (self.text_encoder, self.text_encoder_2)
+
+    @property
+    def tokenizers(self) -> tuple[Any, ...]:
+        return (self.tokenizer,) if self.tokenizer_2 is None else (self.tokenizer, self.tokenizer_2)
+
+    @property
+    def embedding_dims(self) -> tuple[int, ...]:
+        """An embedding's vector width per text encoder: (768,) SD1.x, (1024,) SD2.x, (768, 1280) SDXL."""
+        return tuple(int(encoder.config.hidden_size) for encoder in self.text_encoders)
+
+    @property
+    def default_size(self) -> int:
+        """The family's training and generation size in pixels: 512, 768 for SD2's v-prediction model, 1024 SDXL."""
+        if self.family == "sdxl":
+            return 1024
+        return 768 if self.family == "sd2" and self.prediction_type == "v_prediction" else 512
 
 
 @dataclass
@@ -77,7 +105,9 @@ class ClipComponents:
     fingerprint: ModelFingerprint
 
 
-def sd_family(text_encoder_config: Any) -> str:
+def sd_family(text_encoder_config: Any, *, second_text_encoder: bool = False) -> str:
+    if second_text_encoder:
+        return "sdxl"
     hidden = getattr(text_encoder_config, "hidden_size", None)
     act = getattr(text_encoder_config, "hidden_act", "quick_gelu")
     return "sd2" if hidden == 1024 or act == "gelu" else "sd1"
@@ -104,17 +134,15 @@ def _read_json(path: Path, reference: str) -> dict:
 
 def _check_diffusers_folder(root: Path, reference: str) -> dict:
     """Validate the folder layout and return the scheduler config."""
-    index = _read_json(root / "model_index.json", reference)
-    if "text_encoder_2" in index:
-        raise InvalidModel(f"model {reference!r}: {root} is an SDXL pipeline; only SD1.x/SD2.x models are supported")
-    missing = [str(root / name) for name in _COMPONENT_CONFIGS if not (root / name).is_dir()]
+    components = _component_configs(root, reference)
+    missing = [str(root / name) for name in components if not (root / name).is_dir()]
     if missing:
         raise InvalidModel(
             f"model {reference!r}: component folder {', '.join(missing)} is missing; re-export the pipeline"
         )
-    for name, config_name in _COMPONENT_CONFIGS.items():
+    for name, config_name in components.items():
         folder = root / name
-        if name == "tokenizer" and not (folder / config_name).exists():
+        if name.startswith("tokenizer") and not (folder / config_name).exists():
             if not any((folder / f).exists() for f in ("tokenizer.json", "vocab.json")):
                 raise InvalidModel(f"model {reference!r}: {folder} holds no tokenizer files (vocab.json/merges.txt)")
             continue
@@ -127,6 +155,18 @@ def _check_diffusers_folder(root: Path, reference: str) -> dict:
     return _read_json(root / "scheduler" / _COMPONENT_CONFIGS["scheduler"], reference)
 
 
+def _component_configs(root: Path, reference: str) -> dict[str, str]:
+    """The component folders a pipeline folder must hold, by model_index.json: SDXL adds its second encoder."""
+    index = _read_json(root / "model_index.json", reference)
+    if index.get("text_encoder_2") is not None:
+        return {**_COMPONENT_CONFIGS, **_SDXL_COMPONENT_CONFIGS}
+    return dict(_COMPONENT_CONFIGS)
+
+
+def _is_sdxl_folder(root: Path) -> bool:
+    return (root / "text_encoder_2").is_dir()
+
+
 def _scheduler_class(config: dict, reference: str) -> Any:
     import diffusers
 
@@ -137,9 +177,9 @@ def _scheduler_class(config: dict, reference: str) -> Any:
     return cls
 
 
-def _load_folder(root: Path, reference: str, dtype: torch.dtype) -> tuple:
+def _load_folder(root: Path, reference: str, dtype: torch.dtype) -> dict[str, Any]:
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     scheduler_cls = _scheduler_class(_check_diffusers_folder(root, reference), reference)
     loaders = [
@@ -149,31 +189,44 @@ def _load_folder(root: Path, reference: str, dtype: torch.dtype) -> tuple:
         ("vae", lambda: AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=dtype)),
         ("scheduler", lambda: scheduler_cls.from_pretrained(root, subfolder="scheduler")),
     ]
-    loaded = []
+    if _is_sdxl_folder(root):
+        loaders += [
+            ("tokenizer_2", lambda: CLIPTokenizer.from_pretrained(root, subfolder="tokenizer_2")),
+            (
+                "text_encoder_2",
+                lambda: CLIPTextModelWithProjection.from_pretrained(root, subfolder="text_encoder_2", dtype=dtype),
+            ),
+        ]
+    loaded = {}
     for name, load in loaders:
         try:
-            loaded.append(load())
+            loaded[name] = load()
         except _LOAD_ERRORS as exc:
             raise InvalidModel(f"model {reference!r}: cannot load {root / name}: {exc}") from exc
-    return tuple(loaded)
+    return loaded
 
 
-def _load_single_file(resolved: ResolvedModel, dtype: torch.dtype) -> tuple:
-    from diffusers import StableDiffusionPipeline
+def _load_single_file(resolved: ResolvedModel, dtype: torch.dtype) -> dict[str, Any]:
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     if resolved.config_path is None:
         raise InvalidModel(f"model {resolved.reference!r}: a single-file checkpoint needs a config folder")
     _check_diffusers_folder(resolved.config_path, str(resolved.config_path))
+    sdxl = _is_sdxl_folder(resolved.config_path)
+    pipeline_cls = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
     try:
-        pipe = StableDiffusionPipeline.from_single_file(
+        pipe = pipeline_cls.from_single_file(
             str(resolved.path), config=str(resolved.config_path), local_files_only=True, torch_dtype=dtype
         )
     except _LOAD_ERRORS as exc:
         raise InvalidModel(
             f"model {resolved.reference!r}: cannot load {resolved.path} with the configs of {resolved.config_path} "
-            f"({exc}); check that the config folder is of the same architecture (SD1.x vs SD2.x)"
+            f"({exc}); check that the config folder is of the same architecture (SD1.x, SD2.x or SDXL)"
         ) from exc
-    return pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.vae, pipe.scheduler
+    names = ["tokenizer", "text_encoder", "unet", "vae", "scheduler"]
+    if sdxl:
+        names += ["tokenizer_2", "text_encoder_2"]
+    return {name: getattr(pipe, name) for name in names}
 
 
 def load_stable_diffusion(
@@ -181,25 +234,22 @@ def load_stable_diffusion(
 ) -> StableDiffusionComponents:
     """The SD components of a resolved "diffusers" or "single_file" model, frozen, on `device` in `dtype`."""
     if resolved.kind == "diffusers":
-        tokenizer, text_encoder, unet, vae, scheduler = _load_folder(resolved.path, resolved.reference, dtype)
+        parts = _load_folder(resolved.path, resolved.reference, dtype)
     elif resolved.kind == "single_file":
-        tokenizer, text_encoder, unet, vae, scheduler = _load_single_file(resolved, dtype)
+        parts = _load_single_file(resolved, dtype)
     else:
         raise InvalidModel(
             f"model {resolved.reference!r} is a {resolved.kind} model, not Stable Diffusion; pass a diffusers folder "
             "or a .safetensors SD checkpoint"
         )
-    for module in (text_encoder, unet, vae):
-        _freeze(module, device)
+    for name in ("text_encoder", "text_encoder_2", "unet", "vae"):
+        if name in parts:
+            _freeze(parts[name], device)
     return StableDiffusionComponents(
-        tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        unet=unet,
-        vae=vae,
-        scheduler=scheduler,
+        **parts,
         fingerprint=resolved.fingerprint,
-        family=sd_family(text_encoder.config),
-        prediction_type=str(scheduler.config.get("prediction_type", "epsilon")),
+        family=sd_family(parts["text_encoder"].config, second_text_encoder="text_encoder_2" in parts),
+        prediction_type=str(parts["scheduler"].config.get("prediction_type", "epsilon")),
     )
 
 

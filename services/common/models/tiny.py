@@ -3,8 +3,9 @@
     python -m services.common.models.tiny --out models/
 
 writes `tiny-sd/` (a StableDiffusionPipeline folder, SD1.x-shaped), `tiny-sd.safetensors` (the same weights as one
-original-format SD1.x checkpoint), `tiny-blip/` (BlipForConditionalGeneration + BlipProcessor) and `tiny-clip/`
-(CLIPModel + CLIPProcessor with the tiny SD's tokenizer, for savepoint scoring). Weights are random
+original-format SD1.x checkpoint), `tiny-sd2-768/` and `tiny-sdxl/` (the other families, see tiny_sdxl.py),
+`tiny-blip/` (BlipForConditionalGeneration + BlipProcessor) and `tiny-clip/` (CLIPModel + CLIPProcessor with the
+tiny SD's tokenizer, for savepoint scoring). Weights are random
 but seeded: two builds give byte-identical weight files. A stamp file written last marks a complete build of
 `BUILD_VERSION` by this builder source; a build with the current stamp is reused, anything else is rebuilt.
 
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from services.common.files import write_text_atomic
 from services.common.models.tiny_blip import build_tiny_blip
-from services.common.models.tiny_vocab import clip_vocab_and_merges
+from services.common.models.tiny_sdxl import build_tiny_sd2_768, build_tiny_sdxl, clip_tokenizer_folder
 
 __all__ = ["BUILD_VERSION", "STAMP_NAME", "build_tiny_models", "tiny_model_paths", "is_current_build", "main"]
 
@@ -37,9 +38,9 @@ log = logging.getLogger(__name__)
 
 # Bump whenever the architecture, vocab, seeds or layout change. The stamp also records a digest of the builder's
 # source and library versions, so a build from edited code is rebuilt even if this was forgotten.
-BUILD_VERSION = 4
+BUILD_VERSION = 5
 STAMP_NAME = "tiny-models.stamp.json"
-_ENTRIES = ("tiny-sd", "tiny-sd.safetensors", "tiny-blip", "tiny-clip")
+_ENTRIES = ("tiny-sd", "tiny-sd.safetensors", "tiny-sd2-768", "tiny-sdxl", "tiny-blip", "tiny-clip")
 SEED = 0
 
 # SD1.5's scheduler_config.json. `clip_sample` is not a PNDMScheduler argument but SD1.5 ships it, and it matters
@@ -58,16 +59,23 @@ SD15_SCHEDULER = dict(
 
 
 def tiny_model_paths(out_dir: Path) -> dict[str, Path]:
-    """Where a build in `out_dir` keeps each model: keys `sd`, `sd_single_file`, `blip`, `clip`."""
+    """Where a build in `out_dir` keeps each model: keys `sd`, `sd_single_file`, `sd2_768`, `sdxl`, `blip`, `clip`."""
     out_dir = Path(out_dir)
-    names = {"sd": "tiny-sd", "sd_single_file": "tiny-sd.safetensors", "blip": "tiny-blip", "clip": "tiny-clip"}
+    names = {
+        "sd": "tiny-sd",
+        "sd_single_file": "tiny-sd.safetensors",
+        "sd2_768": "tiny-sd2-768",
+        "sdxl": "tiny-sdxl",
+        "blip": "tiny-blip",
+        "clip": "tiny-clip",
+    }
     return {key: out_dir / name for key, name in names.items()}
 
 
 def _builder_digest() -> str:
     """Digest of the builder's source and the libraries that serialise it: any change forces a rebuild."""
     digest = hashlib.sha256()
-    for module in ("tiny.py", "tiny_blip.py", "tiny_vocab.py", "ldm_checkpoint.py"):
+    for module in ("tiny.py", "tiny_sdxl.py", "tiny_blip.py", "tiny_vocab.py", "ldm_checkpoint.py"):
         digest.update((Path(__file__).parent / module).read_bytes())
     for package in ("torch", "diffusers", "transformers", "tokenizers", "safetensors"):
         digest.update(f"{package}=={importlib.metadata.version(package)}\n".encode())
@@ -84,23 +92,6 @@ def is_current_build(out_dir: Path) -> bool:
     return current and all(p.exists() for p in tiny_model_paths(out_dir).values())
 
 
-def _clip_tokenizer(folder: Path):
-    """Write the tokenizer the way SD1.5 ships it (vocab.json + merges.txt + configs) and load it back."""
-    from transformers import CLIPTokenizer
-
-    vocab, merges = clip_vocab_and_merges()
-    folder.mkdir(parents=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    merges_text = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
-    (folder / "merges.txt").write_text(merges_text, encoding="utf-8")
-    end = "<|endoftext|>"  # SD1.x pads with it
-    specials = {"bos_token": "<|startoftext|>", "eos_token": end, "unk_token": end, "pad_token": end}
-    (folder / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
-    config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, **specials}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    return CLIPTokenizer.from_pretrained(folder)
-
-
 def build_tiny_sd(folder: Path, single_file: Path) -> None:
     """A StableDiffusionPipeline folder, SD1.x-shaped (diffusers' own fast-test sizes), no safety checker, and
     the same weights as one original-format checkpoint at `single_file`."""
@@ -110,7 +101,7 @@ def build_tiny_sd(folder: Path, single_file: Path) -> None:
 
     from services.common.models.ldm_checkpoint import pipeline_to_ldm, save_ldm_checkpoint
 
-    tokenizer = _clip_tokenizer(folder / "tokenizer")
+    tokenizer = clip_tokenizer_folder(folder / "tokenizer")
     torch.manual_seed(SEED)
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
@@ -182,7 +173,7 @@ def build_tiny_clip(folder: Path, *, image_size: int = 32) -> None:
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     with tempfile.TemporaryDirectory(prefix=".tiny-clip-tokenizer-") as tmp:
-        tokenizer = _clip_tokenizer(Path(tmp) / "tokenizer")  # read into memory; the processor saves it again
+        tokenizer = clip_tokenizer_folder(Path(tmp) / "tokenizer")  # read into memory; the processor saves it again
     config = CLIPConfig(
         text_config=dict(
             vocab_size=len(tokenizer),
@@ -252,6 +243,8 @@ def build_tiny_models(out_dir: Path, *, force: bool = False) -> dict[str, Path]:
             tmp_dir = Path(tmp)
             with torch.random.fork_rng(devices=[]):
                 build_tiny_sd(tmp_dir / "tiny-sd", tmp_dir / "tiny-sd.safetensors")
+                build_tiny_sd2_768(tmp_dir / "tiny-sd2-768", seed=SEED + 10)
+                build_tiny_sdxl(tmp_dir / "tiny-sdxl", seed=SEED + 20)
                 build_tiny_blip(tmp_dir / "tiny-blip", seed=SEED + 3)  # and SEED + 4
                 build_tiny_clip(tmp_dir / "tiny-clip")
             _normalize_modes(tmp_dir)

@@ -9,6 +9,9 @@ overwrites rows of its output at the "fixes" offsets. We do the same thing witho
     hidden  = encoder(hidden, causal mask)              (CLIPEncoder, as CLIPTextModel.forward calls it)
     z       = final_layer_norm(hidden)                  [N, 77, D]   = CLIPTextModel(ids).last_hidden_state
 
+SDXL conditions on the penultimate layer's hidden states instead (no final layer norm), of both its encoders, and on
+the pooled output of its second: `layer="penultimate"` and `pooled=True` (see prompt_encoder.py).
+
 So the vocabulary and the encoder's weights never change and nothing is resized: a trainer's optimizer holds [n, D]
 (none of the diffusers example's full-matrix AdamW and per-step row restore), and a generator swaps embeddings per
 request without touching the base model. The shared text encoder is never mutated, so the same components serve
@@ -31,21 +34,38 @@ from transformers.masking_utils import create_causal_mask
 from services.common.prompts.emphasis import EMPHASIS_MODES
 from services.common.prompts.tokens import TokenBatch
 
-__all__ = ["TextConditioner", "encode_together"]
+__all__ = ["LAYERS", "TextConditioner", "encode_together"]
+
+LAYERS = ("final", "penultimate")
 
 
 class TextConditioner:
-    """`(TokenBatch, vectors [n, D]) -> encoder hidden states [B, C*77, D]` through a frozen CLIP text encoder."""
+    """`(TokenBatch, vectors [n, D]) -> encoder hidden states [B, C*77, D]` through a frozen CLIP text encoder.
 
-    def __init__(self, text_encoder: Any, *, emphasis: str = "original") -> None:
+    `layer`: "final" (SD1.x/SD2.x: the last layer, final layer norm applied) or "penultimate" (SDXL: the hidden
+    states before the last layer). `pooled`: also return the pooled, projected text embedding [B, P] of each
+    prompt's first chunk (SDXL's second encoder, a CLIPTextModelWithProjection; A1111 also pools the first chunk).
+    """
+
+    def __init__(
+        self, text_encoder: Any, *, emphasis: str = "original", layer: str = "final", pooled: bool = False
+    ) -> None:
         if emphasis not in EMPHASIS_MODES:
             raise ValueError(f"emphasis {emphasis!r} is not one of {', '.join(EMPHASIS_MODES)}")
+        if layer not in LAYERS:
+            raise ValueError(f"layer {layer!r} is not one of {', '.join(LAYERS)}")
+        if pooled and not hasattr(text_encoder, "text_projection"):
+            raise ValueError("a pooled embedding needs a text encoder with a projection (CLIPTextModelWithProjection)")
         self.text_encoder = text_encoder
+        # CLIPTextModelWithProjection wraps the text transformer; CLIPTextModel is it.
+        self.transformer = getattr(text_encoder, "text_model", text_encoder)
         self.token_embedding = text_encoder.get_input_embeddings()
         self.emphasis = emphasis
+        self.layer = layer
+        self.pooled = pooled
 
     def __call__(self, batch: TokenBatch, vectors: torch.Tensor) -> torch.Tensor:
-        return encode_together([(self, batch, vectors)])[0]
+        return encode_together([(self, batch, vectors)])[0][0]
 
     def splice(self, batch: TokenBatch, vectors: torch.Tensor) -> torch.Tensor:
         """Token embeddings [B*C, 77, D] with the vectors at the batch's slots (gradient flows to `vectors`)."""
@@ -57,13 +77,33 @@ class TextConditioner:
         picked = vectors.to(tokens.dtype)[slots.clamp(min=0)]  # [N, 77, D]
         return torch.where((slots >= 0).unsqueeze(-1), picked, tokens)
 
-    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """CLIP from token embeddings [N, 77, D] to the final hidden states [N, 77, D]; rows never mix."""
-        te = self.text_encoder
+    def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """CLIP from token embeddings [N, 77, D] to the chosen layer's hidden states [N, 77, D], and with `pooled`
+        the final layer-normed states [N, 77, D] the pooled embedding is taken from; rows never mix."""
+        te = self.transformer
         hidden = te.embeddings(inputs_embeds=tokens)  # + position embeddings
         mask = create_causal_mask(config=te.config, inputs_embeds=hidden, attention_mask=None, past_key_values=None)
-        hidden = te.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
-        return te.final_layer_norm(hidden)
+        if self.layer == "final" and not self.pooled:
+            hidden = te.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
+            return te.final_layer_norm(hidden), None
+        layers = te.encoder.layers
+        for layer in layers[:-1]:
+            hidden = layer(hidden, mask, is_causal=True)
+        penultimate = hidden
+        if self.layer == "penultimate" and not self.pooled:
+            return penultimate, None
+        final = te.final_layer_norm(layers[-1](hidden, mask, is_causal=True))
+        return (penultimate if self.layer == "penultimate" else final), final
+
+    def pool(self, batch: TokenBatch, final: torch.Tensor) -> torch.Tensor:
+        """The projected text embedding [B, P] at the end token of each prompt's first chunk, as the model's own
+        forward picks it (the highest id for configs with the legacy eos_token_id 2, else the first end token)."""
+        b, c, t = batch.ids.shape
+        first = batch.ids[:, 0].to(final.device)  # [B, 77]
+        eos = self.transformer.config.eos_token_id
+        at = first.int().argmax(dim=-1) if eos == 2 else (first == eos).int().argmax(dim=-1)
+        rows = final.reshape(b, c, t, -1)[:, 0]  # [B, 77, D]
+        return self.text_encoder.text_projection(rows[torch.arange(b, device=final.device), at])
 
     def finish(self, batch: TokenBatch, z: torch.Tensor) -> torch.Tensor:
         """Hidden states [B*C, 77, D] -> [B, C*77, D], with this batch's emphasis (its mean is the batch's own)."""
@@ -74,20 +114,28 @@ class TextConditioner:
         return z.reshape(b, c * t, -1)
 
 
-def encode_together(items: Sequence[tuple[TextConditioner, TokenBatch, torch.Tensor]]) -> list[torch.Tensor]:
-    """Several prompt batches, each with its own vectors and emphasis, through one text-encoder call.
+def encode_together(
+    items: Sequence[tuple[TextConditioner, TokenBatch, torch.Tensor]],
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Several prompt batches, each with its own vectors and emphasis, through one text-encoder call: per batch,
+    (hidden states [B, C*77, D], pooled [B, P] or None).
 
     CLIP treats every 77-token row on its own (causal attention within the row, layer norm per token), so rows of
     different batches can share a call; each batch's emphasis is applied to its own rows afterwards, because
     A1111's "Original" mean is taken over one batch. The result per batch is what its conditioner alone gives.
+    The pooled embedding never carries emphasis (A1111 takes it before weighting).
     """
-    encoder = items[0][0].text_encoder
-    if any(conditioner.text_encoder is not encoder for conditioner, _, _ in items):
-        raise ValueError("encode_together needs batches for one text encoder")
+    first = items[0][0]
+    if any((c.text_encoder, c.layer, c.pooled) != (first.text_encoder, first.layer, first.pooled) for c, _, _ in items):
+        raise ValueError("encode_together needs batches for one text encoder, layer and pooling")
     spliced = [conditioner.splice(batch, vectors) for conditioner, batch, vectors in items]
     rows = [tokens.shape[0] for tokens in spliced]
-    z = items[0][0].encode(spliced[0] if len(spliced) == 1 else torch.cat(spliced))  # [sum N, 77, D]
-    return [conditioner.finish(batch, part) for (conditioner, batch, _), part in zip(items, z.split(rows), strict=True)]
+    z, final = first.encode(spliced[0] if len(spliced) == 1 else torch.cat(spliced))  # [sum N, 77, D]
+    finals = final.split(rows) if final is not None else [None] * len(items)
+    return [
+        (conditioner.finish(batch, part), None if last is None else conditioner.pool(batch, last))
+        for (conditioner, batch, _), part, last in zip(items, z.split(rows), finals, strict=True)
+    ]
 
 
 def _emphasis(z: torch.Tensor, weights: torch.Tensor, *, keep_mean: bool) -> torch.Tensor:

@@ -142,10 +142,21 @@ def test_cli_builds_and_skips(tmp_path, monkeypatch):
     monkeypatch.setattr(tiny, "build_tiny_sd", lambda *a: calls.append(a) or _fake_sd(*a))
     monkeypatch.setattr(tiny, "build_tiny_blip", lambda folder, **_: folder.mkdir())
     monkeypatch.setattr(tiny, "build_tiny_clip", lambda folder: folder.mkdir())
+    monkeypatch.setattr(tiny, "build_tiny_sd2_768", lambda folder, **_: folder.mkdir())
+    monkeypatch.setattr(tiny, "build_tiny_sdxl", lambda folder, **_: folder.mkdir())
     assert tiny.main(["--out", str(tmp_path / "m")]) == 0
     assert tiny.main(["--out", str(tmp_path / "m")]) == 0
     assert len(calls) == 1
-    expected = [".tiny-models.lock", "tiny-blip", "tiny-clip", tiny.STAMP_NAME, "tiny-sd", "tiny-sd.safetensors"]
+    expected = [
+        ".tiny-models.lock",
+        "tiny-blip",
+        "tiny-clip",
+        tiny.STAMP_NAME,
+        "tiny-sd",
+        "tiny-sd.safetensors",
+        "tiny-sd2-768",
+        "tiny-sdxl",
+    ]
     assert sorted(os.listdir(tmp_path / "m")) == expected
 
 

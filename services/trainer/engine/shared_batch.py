@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from services.common.prompts import encode_together
+from services.common.prompts.conditioning import encode_together
 
 if TYPE_CHECKING:
     from services.trainer.engine.events import RunOutcome
@@ -216,9 +216,12 @@ class TrainingGroup:
         sessions = [member.session for member in chosen]
         unet = self._unet
         with self.precision.autocast():
-            conds = encode_together(
-                [(s.conditioner, b.tokens, s.vectors) for s, b in zip(sessions, batches, strict=True)]
-            )  # each [B_i, C_i*77, D]
+            conds = [
+                hidden
+                for hidden, _ in encode_together(
+                    [(s.conditioner, b.tokens, s.vectors) for s, b in zip(sessions, batches, strict=True)]
+                )
+            ]  # each [B_i, C_i*77, D]
             preds: list[torch.Tensor | None] = [None] * len(chosen)
             for length in sorted({cond.shape[1] for cond in conds}):  # one UNet call per conditioning length
                 part = [i for i, cond in enumerate(conds) if cond.shape[1] == length]
