@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from tistudio.caption.v1 import caption_pb2 as cap
+from tistudio.common.v1 import common_pb2
 from tistudio_client.cli_common import (
     diagnostic_lines,
     enum_choices,
@@ -25,6 +26,8 @@ __all__ = ["register"]
 CROPS = enum_choices(cap.CropMode, "CROP_MODE_")
 EXISTING_ACTIONS = enum_choices(cap.ExistingCaptionAction, "EXISTING_CAPTION_ACTION_")
 POLICIES = enum_choices(cap.ExistingCaptionPolicy, "EXISTING_CAPTION_POLICY_")
+FAMILIES = enum_choices(common_pb2.ModelFamily, "MODEL_FAMILY_")
+_FAMILY_HELP = "model family the images are for: its size is the default (sd1/sd2-512 512, sd2-768 768, sdxl 1024)"
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -40,6 +43,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     pre.add_argument("source", metavar="SRC", help="prefix holding the source images")
     pre.add_argument("destination", metavar="DST", help="prefix to write the training set to (empty or resumable)")
     pre.add_argument("--size", type=int, default=0, help="output side in pixels (default: the family's)")
+    pre.add_argument("--family", choices=list(FAMILIES), help=_FAMILY_HELP)
     pre.add_argument("--crop", choices=list(CROPS), help="center (default) or focal-point")
     pre.add_argument("--flip", action="store_true", help="also write a mirrored copy of every image")
     pre.add_argument("--split", action="store_true", help="split images much longer than they are wide")
@@ -65,6 +69,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     lint.add_argument("--template", default="", help='template for the token budget ("a photo of [name], ...")')
     lint.add_argument("--vectors", type=int, default=0, help="vectors per token (default: recommended)")
     lint.add_argument("--size", type=int, default=0, help="training size (default: the family's)")
+    lint.add_argument("--family", choices=list(FAMILIES), help=_FAMILY_HELP)
     lint.add_argument("--write-report", action="store_true", help="also store lint.json and lint.txt")
     lint.set_defaults(run=_lint, command="dataset lint")
 
@@ -100,6 +105,7 @@ def _preprocess(args: argparse.Namespace) -> int:
         caption=args.blip,
         min_side=args.min_side,
         existing_caption=EXISTING_ACTIONS[args.existing_caption or "copy"],
+        family=FAMILIES.get(args.family or "", common_pb2.MODEL_FAMILY_UNSPECIFIED),
     )
     if args.crop:
         options.crop = CROPS[args.crop]
@@ -174,6 +180,7 @@ def _lint(args: argparse.Namespace) -> int:
             template=args.template,
             vectors_per_token=args.vectors,
             training_size=args.size,
+            family=FAMILIES.get(args.family or "", common_pb2.MODEL_FAMILY_UNSPECIFIED),
             write_report=args.write_report,
         )
     if args.json:

@@ -64,13 +64,16 @@ def prepare_dataset(
     class_phrase: str = "",
     template: str = "",
     vectors_per_token: int = 0,
+    family: int = common_pb2.MODEL_FAMILY_UNSPECIFIED,
     write_report: bool = True,
     on_event: Callable[[Any], None] | None = None,
 ) -> Prepared:
     """Upload `local_dir` -> Preprocess -> CaptionDataset (fills in missing captions) -> LintDataset.
 
     Captions uploaded beside the images are kept (existing-caption action COPY unless `preprocess` says
-    otherwise) and CaptionDataset's default policy skips them. `on_event` sees every stream message.
+    otherwise) and CaptionDataset's default policy skips them. `family` (a ModelFamily) sets the default image
+    size of preprocessing (unless `preprocess` names a size or family) and the training size lint checks against.
+    `on_event` sees every stream message.
     """
     base = folder_prefix(prefix)
     raw = common_pb2.StorageRef(key=base + "raw/")
@@ -78,7 +81,10 @@ def prepare_dataset(
     result = Prepared(raw=raw, dataset=dataset, uploaded=upload_folder(client.store, local_dir, raw.key))
     if not any(not key.endswith(".txt") for key in result.uploaded):
         raise TransferError(f"no images in {local_dir}; expected .png, .jpg, .webp, ...", path=str(local_dir))
-    options = preprocess or cap.PreprocessOptions(existing_caption=cap.EXISTING_CAPTION_ACTION_COPY)
+    options = cap.PreprocessOptions()
+    options.CopyFrom(preprocess or cap.PreprocessOptions(existing_caption=cap.EXISTING_CAPTION_ACTION_COPY))
+    if not options.family:
+        options.family = family
     summary = None
     for message in client.caption.preprocess(source=raw, destination=dataset, options=options):
         _notify(on_event, message)
@@ -103,6 +109,7 @@ def prepare_dataset(
         class_phrase=class_phrase,
         template=template,
         vectors_per_token=vectors_per_token,
+        family=family or options.family,
         write_report=write_report,
     )
     return result

@@ -7,6 +7,8 @@ import pytest
 from google.rpc import error_details_pb2
 
 from services.common.storage import LocalStore
+from tistudio.caption.v1 import caption_pb2 as cap
+from tistudio.common.v1 import common_pb2
 from tistudio.preview.v1 import preview_pb2 as pre
 from tistudio.trainer.v1 import trainer_pb2 as tr
 from tistudio_client import errors
@@ -179,3 +181,16 @@ def test_prepare_dataset_runs_every_step(fakes, tmp_path):
         "LintDatasetRequest",
     ]
     assert caption.requests[2].class_phrase == "a woman"
+
+
+def test_prepare_dataset_passes_the_model_family_to_preprocess_and_lint(fakes, tmp_path):
+    address, _, caption = fakes
+    with Tistudio(caption=address, store_url=(tmp_path / "store").as_uri()) as client:
+        photos = _photos(tmp_path)
+        client.prepare_dataset(photos, "datasets/anna", family=common_pb2.MODEL_FAMILY_SDXL)
+        explicit = cap.PreprocessOptions(size=64, family=common_pb2.MODEL_FAMILY_SD1)
+        client.prepare_dataset(photos, "datasets/bob", preprocess=explicit)
+    sdxl_pre, _, sdxl_lint, own_pre, _, own_lint = caption.requests
+    assert sdxl_pre.options.family == sdxl_lint.family == common_pb2.MODEL_FAMILY_SDXL
+    assert (own_pre.options.size, own_pre.options.family, own_lint.family) == (64, common_pb2.MODEL_FAMILY_SD1, 1)
+    assert explicit.family == common_pb2.MODEL_FAMILY_SD1  # the caller's options are not changed

@@ -188,3 +188,31 @@ def test_lint_reports_findings_and_writes_the_report(service):
     assert reply.stats.images == 3 and reply.stats.captioned == 2
     assert reply.report.key == "lint/lint.json" and store.exists("lint/lint.txt")
     assert "CAPTION_MISSING" in reply.report_text or "caption" in reply.report_text.lower()
+
+
+@pytest.mark.parametrize(
+    ("family", "side"),
+    [
+        (common_pb2.MODEL_FAMILY_SD1, 512),
+        (common_pb2.MODEL_FAMILY_SD2_768, 768),
+        (common_pb2.MODEL_FAMILY_SDXL, 1024),
+    ],
+)
+def test_the_model_family_sets_the_preprocess_and_lint_size(service, family, side):
+    stub, store, _ = service
+    name = common_pb2.ModelFamily.Name(family).lower()
+    store.put(f"family-{name}/raw/big.png", _png(gradient(1100, 1100, seed=1)))
+    store.put(f"family-{name}/raw/small.png", _png(gradient(600, 600, seed=2)))
+    request = pb.PreprocessRequest(
+        source=common_pb2.StorageRef(key=f"family-{name}/raw/"),
+        destination=common_pb2.StorageRef(key=f"family-{name}/train/"),
+        options=pb.PreprocessOptions(family=family, min_side=64),
+    )
+    list(stub.Preprocess(request, timeout=120))
+    assert Image.open(io.BytesIO(store.get(f"family-{name}/train/big.png"))).size == (side, side)
+
+    reply = stub.LintDataset(
+        pb.LintDatasetRequest(dataset=common_pb2.StorageRef(key=f"family-{name}/raw/"), family=family)
+    )
+    small = {finding.key for finding in reply.findings if finding.code == "SMALLER_THAN_TRAINING_SIZE"}
+    assert small == ({f"family-{name}/raw/small.png"} if side > 600 else set())
