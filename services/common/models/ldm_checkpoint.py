@@ -1,11 +1,15 @@
-"""diffusers -> original (LDM / A1111) single-file Stable Diffusion 1.x state-dict conversion.
+"""diffusers -> original (LDM / A1111) single-file Stable Diffusion 1.x and SDXL state-dict conversion.
 
 A port of diffusers' `scripts/convert_diffusers_to_original_stable_diffusion.py`, generalised from SD1.5's fixed
 4 blocks x 2 layers to whatever the UNet/VAE configs say, so that it also writes the tiny test checkpoint. The
 inverse (what `from_single_file` reads) is `diffusers.loaders.single_file_utils.convert_ldm_*_checkpoint`.
 
 Key prefixes of the result: `model.diffusion_model.*` (UNet), `first_stage_model.*` (VAE),
-`cond_stage_model.transformer.text_model.*` (CLIP text encoder, as in SD1.x checkpoints).
+`cond_stage_model.transformer.text_model.*` (CLIP text encoder, as in SD1.x checkpoints). SDXL checkpoints keep
+the UNet and VAE prefixes (the UNet adds `label_emb.0.*`, its size and pooled-text embedding) and hold the encoders
+under `conditioner.embedders.0.transformer.text_model.*` (CLIP-L, transformers' names) and
+`conditioner.embedders.1.model.*` (OpenCLIP-G in open_clip's names: fused q/k/v, `resblocks`, a [width, proj]
+`text_projection`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ __all__ = [
     "vae_to_ldm",
     "clip_text_to_ldm",
     "pipeline_to_ldm",
+    "sdxl_pipeline_to_ldm",
+    "open_clip_to_ldm",
     "save_ldm_checkpoint",
 ]
 
@@ -35,6 +41,8 @@ _UNET_TOP = [
     ("input_blocks.0.0.", "conv_in."),
     ("out.0.", "conv_norm_out."),
     ("out.2.", "conv_out."),
+    ("label_emb.0.0.", "add_embedding.linear_1."),  # SDXL: time ids + pooled text -> the time embedding
+    ("label_emb.0.2.", "add_embedding.linear_2."),
 ]
 _UNET_RESNET = [
     ("in_layers.0", "norm1"),
@@ -147,6 +155,60 @@ def pipeline_to_ldm(unet, vae, text_encoder) -> dict[str, torch.Tensor]:
         out[VAE_PREFIX + k] = v
     for k, v in clip_text_to_ldm(text_encoder.state_dict()).items():
         out["cond_stage_model.transformer." + k] = v
+    return out
+
+
+_OPEN_CLIP_LAYER = [
+    ("self_attn.out_proj.", "attn.out_proj."),
+    ("layer_norm1.", "ln_1."),
+    ("layer_norm2.", "ln_2."),
+    ("mlp.fc1.", "mlp.c_fc."),
+    ("mlp.fc2.", "mlp.c_proj."),
+]
+
+
+def open_clip_to_ldm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A CLIPTextModelWithProjection state dict -> open_clip keys (SDXL's `conditioner.embedders.1.model.*`)."""
+    out: dict[str, torch.Tensor] = {}
+    fused: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state_dict.items():
+        name = key.removeprefix("text_model.")
+        if name == "embeddings.token_embedding.weight":
+            out["token_embedding.weight"] = tensor
+        elif name == "embeddings.position_embedding.weight":
+            out["positional_embedding"] = tensor
+        elif name.startswith("final_layer_norm."):
+            out["ln_final." + name.removeprefix("final_layer_norm.")] = tensor
+        elif key == "text_projection.weight":
+            out["text_projection"] = tensor.T.contiguous()  # open_clip multiplies x @ projection
+        elif name.startswith("encoder.layers."):
+            index, rest = name.removeprefix("encoder.layers.").split(".", 1)
+            prefix = f"transformer.resblocks.{index}."
+            if rest.startswith("self_attn.") and rest.split(".")[1] in ("q_proj", "k_proj", "v_proj"):
+                projection, kind = rest.split(".")[1:3]
+                fused.setdefault(f"{prefix}attn.in_proj_{kind}", {})[projection] = tensor
+                continue
+            for hf, ldm in _OPEN_CLIP_LAYER:
+                rest = rest.replace(hf, ldm)
+            out[prefix + rest] = tensor
+        else:
+            raise ValueError(f"text encoder key with no open_clip name: {key}")
+    for key, parts in fused.items():
+        out[key] = torch.cat([parts["q_proj"], parts["k_proj"], parts["v_proj"]])
+    return out
+
+
+def sdxl_pipeline_to_ldm(unet, vae, text_encoder, text_encoder_2) -> dict[str, torch.Tensor]:
+    """One SDXL original-format state dict (as SDXL base ships) from the four diffusers/transformers modules."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in unet_to_ldm(unet.state_dict(), unet.config).items():
+        out[UNET_PREFIX + k] = v
+    for k, v in vae_to_ldm(vae.state_dict(), vae.config).items():
+        out[VAE_PREFIX + k] = v
+    for k, v in clip_text_to_ldm(text_encoder.state_dict()).items():
+        out["conditioner.embedders.0.transformer." + k] = v
+    for k, v in open_clip_to_ldm(text_encoder_2.state_dict()).items():
+        out["conditioner.embedders.1.model." + k] = v
     return out
 
 

@@ -3,9 +3,9 @@
     python -m services.common.models.tiny --out models/
 
 writes `tiny-sd/` (a StableDiffusionPipeline folder, SD1.x-shaped), `tiny-sd.safetensors` (the same weights as one
-original-format SD1.x checkpoint), `tiny-sd2-768/` and `tiny-sdxl/` (the other families, see tiny_sdxl.py),
-`tiny-blip/` (BlipForConditionalGeneration + BlipProcessor) and `tiny-clip/` (CLIPModel + CLIPProcessor with the
-tiny SD's tokenizer, for savepoint scoring). Weights are random
+original-format SD1.x checkpoint), `tiny-sd2-768/`, `tiny-sdxl/` and `tiny-sdxl.safetensors` (the other families,
+see tiny_sdxl.py), `tiny-blip/` (BlipForConditionalGeneration + BlipProcessor) and `tiny-clip/` (CLIPModel +
+CLIPProcessor with the tiny SD's tokenizer, for savepoint scoring). Weights are random
 but seeded: two builds give byte-identical weight files. A stamp file written last marks a complete build of
 `BUILD_VERSION` by this builder source; a build with the current stamp is reused, anything else is rebuilt.
 
@@ -40,7 +40,15 @@ log = logging.getLogger(__name__)
 # source and library versions, so a build from edited code is rebuilt even if this was forgotten.
 BUILD_VERSION = 5
 STAMP_NAME = "tiny-models.stamp.json"
-_ENTRIES = ("tiny-sd", "tiny-sd.safetensors", "tiny-sd2-768", "tiny-sdxl", "tiny-blip", "tiny-clip")
+_ENTRIES = (
+    "tiny-sd",
+    "tiny-sd.safetensors",
+    "tiny-sd2-768",
+    "tiny-sdxl",
+    "tiny-sdxl.safetensors",
+    "tiny-blip",
+    "tiny-clip",
+)
 SEED = 0
 
 # SD1.5's scheduler_config.json. `clip_sample` is not a PNDMScheduler argument but SD1.5 ships it, and it matters
@@ -59,13 +67,15 @@ SD15_SCHEDULER = dict(
 
 
 def tiny_model_paths(out_dir: Path) -> dict[str, Path]:
-    """Where a build in `out_dir` keeps each model: keys `sd`, `sd_single_file`, `sd2_768`, `sdxl`, `blip`, `clip`."""
+    """Where a build in `out_dir` keeps each model: keys `sd`, `sd_single_file`, `sd2_768`, `sdxl`,
+    `sdxl_single_file`, `blip`, `clip`."""
     out_dir = Path(out_dir)
     names = {
         "sd": "tiny-sd",
         "sd_single_file": "tiny-sd.safetensors",
         "sd2_768": "tiny-sd2-768",
         "sdxl": "tiny-sdxl",
+        "sdxl_single_file": "tiny-sdxl.safetensors",
         "blip": "tiny-blip",
         "clip": "tiny-clip",
     }
@@ -244,7 +254,7 @@ def build_tiny_models(out_dir: Path, *, force: bool = False) -> dict[str, Path]:
             with torch.random.fork_rng(devices=[]):
                 build_tiny_sd(tmp_dir / "tiny-sd", tmp_dir / "tiny-sd.safetensors")
                 build_tiny_sd2_768(tmp_dir / "tiny-sd2-768", seed=SEED + 10)
-                build_tiny_sdxl(tmp_dir / "tiny-sdxl", seed=SEED + 20)
+                build_tiny_sdxl(tmp_dir / "tiny-sdxl", seed=SEED + 20, single_file=tmp_dir / "tiny-sdxl.safetensors")
                 build_tiny_blip(tmp_dir / "tiny-blip", seed=SEED + 3)  # and SEED + 4
                 build_tiny_clip(tmp_dir / "tiny-clip")
             _normalize_modes(tmp_dir)

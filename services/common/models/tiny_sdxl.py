@@ -110,7 +110,8 @@ def _save(pipe, folder: Path) -> None:
             (folder / name / file_name).write_bytes(data)
 
 
-def build_tiny_sdxl(folder: Path, *, seed: int) -> None:
+def build_tiny_sdxl(folder: Path, *, seed: int, single_file: Path | None = None) -> None:
+    """The folder, and with `single_file` the same weights as one original-format SDXL checkpoint."""
     import torch
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -150,6 +151,10 @@ def build_tiny_sdxl(folder: Path, *, seed: int) -> None:
         scheduler=EulerDiscreteScheduler(**SDXL_SCHEDULER),
     )
     _save(pipe, folder)
+    if single_file is not None:
+        from services.common.models.ldm_checkpoint import save_ldm_checkpoint, sdxl_pipeline_to_ldm
+
+        save_ldm_checkpoint(sdxl_pipeline_to_ldm(unet, vae, text_encoder, text_encoder_2), single_file)
 
 
 def build_tiny_sd2_768(folder: Path, *, seed: int) -> None:

@@ -143,7 +143,9 @@ def test_cli_builds_and_skips(tmp_path, monkeypatch):
     monkeypatch.setattr(tiny, "build_tiny_blip", lambda folder, **_: folder.mkdir())
     monkeypatch.setattr(tiny, "build_tiny_clip", lambda folder: folder.mkdir())
     monkeypatch.setattr(tiny, "build_tiny_sd2_768", lambda folder, **_: folder.mkdir())
-    monkeypatch.setattr(tiny, "build_tiny_sdxl", lambda folder, **_: folder.mkdir())
+    monkeypatch.setattr(
+        tiny, "build_tiny_sdxl", lambda folder, single_file, **_: folder.mkdir() or single_file.write_bytes(b"")
+    )
     assert tiny.main(["--out", str(tmp_path / "m")]) == 0
     assert tiny.main(["--out", str(tmp_path / "m")]) == 0
     assert len(calls) == 1
@@ -156,6 +158,7 @@ def test_cli_builds_and_skips(tmp_path, monkeypatch):
         "tiny-sd.safetensors",
         "tiny-sd2-768",
         "tiny-sdxl",
+        "tiny-sdxl.safetensors",
     ]
     assert sorted(os.listdir(tmp_path / "m")) == expected
 

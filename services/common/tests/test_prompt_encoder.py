@@ -30,6 +30,16 @@ def test_each_family_is_detected_with_its_widths_and_size(families):
     assert sd.text_encoder_2 is None and sd.tokenizers == (sd.tokenizer,)
 
 
+def test_an_sdxl_single_file_checkpoint_loads_the_same_model_as_its_folder(families, tiny_models):
+    single = load_stable_diffusion(resolve_model(str(tiny_models["sdxl_single_file"]), config=str(tiny_models["sdxl"])))
+    folder = families["sdxl"]
+    assert (single.family, single.embedding_dims) == ("sdxl", (32, 48))
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        ours, theirs = getattr(single, name).state_dict(), getattr(folder, name).state_dict()
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[key], theirs[key]) for key in ours), name
+
+
 def test_sd1_conditioning_is_the_text_encoder_s_last_hidden_state(families):
     sd = families["sd"]
     encoder = PromptEncoder(sd, {})
