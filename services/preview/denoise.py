@@ -13,6 +13,10 @@ Each image brings its own conditioning, seed and CFG scale, so one batch can hol
 Noise comes from one CPU generator per image (as A1111's default "CPU" RNG source does), so a seed gives the same
 noise whatever the device, batch size or batch neighbours. Where the prompt and negative prompt have different
 lengths (a chunk more on one side), the two halves run as separate UNet calls, as A1111 does without padding.
+
+SDXL's conditioning also carries the pooled text embedding, and the UNet gets time ids for the batch's one size
+(original = target = (H, W), crop (0, 0), as diffusers generates): guidance runs on both, the negative half with its
+own pooled embedding and the same time ids.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from PIL import Image
 
 from services.common.models.loading import StableDiffusionComponents
+from services.common.prompts import Conditioning, sdxl_time_ids
 from services.preview.samplers import Sampler
 
 __all__ = ["DenoiseItem", "SamplingShape", "sample", "decode"]
@@ -42,8 +47,8 @@ class SamplingShape:
 
 @dataclass(frozen=True)
 class DenoiseItem:
-    cond: torch.Tensor  # [L, D] prompt conditioning, on the model's device
-    uncond: torch.Tensor  # [L', D] negative-prompt conditioning
+    cond: Conditioning  # the prompt's, batch 1, on the model's device: hidden [1, L, D] (SDXL: and pooled [1, P])
+    uncond: Conditioning  # the negative prompt's: hidden [1, L', D]
     seed: int
     cfg_scale: float
 
@@ -63,25 +68,34 @@ def sample(
     generators = [torch.Generator("cpu").manual_seed(item.seed) for item in items]
     noise = torch.cat([torch.randn(latent_shape, generator=g, dtype=torch.float32) for g in generators])
     latents = noise.to(device=device, dtype=dtype) * scheduler.init_noise_sigma
-    cond = torch.stack([item.cond for item in items]).to(dtype)  # [B, L, D]
-    uncond = torch.stack([item.uncond for item in items]).to(dtype)  # [B, L', D]
+    cond = _to(Conditioning.cat([item.cond for item in items]), dtype)  # hidden [B, L, D]
+    uncond = _to(Conditioning.cat([item.uncond for item in items]), dtype)  # hidden [B, L', D]
     guided = any(item.cfg_scale != 1.0 for item in items)
     scales = torch.tensor([item.cfg_scale for item in items], device=device, dtype=dtype).view(-1, 1, 1, 1)
+    together = cond.hidden.shape[1] == uncond.hidden.shape[1]
+    both = Conditioning.cat([uncond, cond]) if guided and together else None
+    time_ids = both_ids = None
+    if cond.pooled is not None:
+        time_ids = sdxl_time_ids(shape.height, shape.width, len(items), device=device, dtype=dtype)
+        both_ids = torch.cat([time_ids, time_ids])
     with torch.inference_mode():
         for t in scheduler.timesteps:
             x = scheduler.scale_model_input(latents, t)
             if not guided:
-                eps = unet(x, t, encoder_hidden_states=cond).sample
-            elif cond.shape[1] == uncond.shape[1]:
-                both = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
-                eps_uncond, eps_cond = both.chunk(2)
+                eps = unet(x, t, **cond.unet_kwargs(time_ids)).sample
+            elif both is not None:
+                eps_uncond, eps_cond = unet(torch.cat([x, x]), t, **both.unet_kwargs(both_ids)).sample.chunk(2)
                 eps = eps_uncond + scales * (eps_cond - eps_uncond)
             else:
-                eps_uncond = unet(x, t, encoder_hidden_states=uncond).sample
-                eps_cond = unet(x, t, encoder_hidden_states=cond).sample
+                eps_uncond = unet(x, t, **uncond.unet_kwargs(time_ids)).sample
+                eps_cond = unet(x, t, **cond.unet_kwargs(time_ids)).sample
                 eps = eps_uncond + scales * (eps_cond - eps_uncond)
             latents = scheduler.step(eps, t, latents, generator=generators).prev_sample
     return latents
+
+
+def _to(cond: Conditioning, dtype: torch.dtype) -> Conditioning:
+    return Conditioning(cond.hidden.to(dtype), None if cond.pooled is None else cond.pooled.to(dtype))
 
 
 def decode(components: StableDiffusionComponents, latents: torch.Tensor) -> list[Image.Image]:

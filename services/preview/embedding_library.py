@@ -2,7 +2,7 @@
 
 A request names each embedding by store key (and optionally its trigger). The file is read, parsed by
 `services.common.embeddings.read_embedding` (safetensors, diffusers, A1111 `.pt` through `weights_only` with key,
-shape and dtype checks, A1111 PNG), checked against the model's text-encoder width, and cached under
+shape and dtype checks, A1111 PNG), checked against the model's text-encoder widths (SDXL: both), and cached under
 (key, etag, trigger): a savepoint that is rewritten gets a new etag and is read again. Swapping embeddings never
 touches the base model: the vectors go into the prompt at their slots (`services.common.prompts`).
 """
@@ -33,9 +33,9 @@ class LoadedEmbedding:
         return self.embedding.name
 
     @property
-    def vectors(self) -> torch.Tensor:
-        """[n, D] for the model's one text encoder (SD1.x/SD2.x)."""
-        return self.embedding.vectors[0]
+    def vectors(self) -> tuple[torch.Tensor, ...]:
+        """One [n, D] per text encoder: (emb,) for SD1.x/SD2.x, (clip_l, clip_g) for SDXL."""
+        return self.embedding.vectors
 
 
 class EmbeddingLibrary:

@@ -4,8 +4,9 @@
     images = renderer.render(model, [anna], [ImageOrder("a photo of (anna:0.8)", "blurry", seed=1)], Sampling())
 
 Prompts are encoded in the caller's thread (A1111 emphasis and chunks, each embedding spliced in at its trigger,
-`services.common.prompts`); sampling and decoding run in the batcher's one device thread, where images from
-concurrent calls that share the model, sampler, steps, size and conditioning lengths go through the UNet together.
+for SDXL into both text encoders: prompt_conditioning.py); sampling and decoding run in the batcher's one device
+thread, where images from concurrent calls that share the model, sampler, steps, size and conditioning lengths go
+through the UNet together.
 Nothing here mutates the model, so any embedding can be swapped in per call.
 """
 
@@ -16,17 +17,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from PIL import Image
 
 from services.common.errors import InvalidArgument
 from services.common.models.loading import StableDiffusionComponents
-from services.common.prompts import PromptTokenizer, TextConditioner
 from services.common.version import tool_version
 from services.preview.batcher import Batcher
 from services.preview.denoise import DenoiseItem, SamplingShape, decode, sample
 from services.preview.embedding_library import LoadedEmbedding
 from services.preview.infotext import Infotext, png_with_infotext
+from services.preview.prompt_conditioning import PromptConditioner
 from services.preview.samplers import sampler_named
 
 __all__ = ["ImageOrder", "LoadedModel", "RenderedImage", "Renderer", "Sampling"]
@@ -41,7 +41,7 @@ class Sampling:
     steps: int = 20
     cfg_scale: float = 7.0
     sampler: str = "euler_a"
-    width: int = 0  # 0: the model's native size (UNet sample size x VAE factor: 512 for SD1.5)
+    width: int = 0  # 0: the model family's size (512 SD1.x, 768 SD2's v-prediction model, 1024 SDXL)
     height: int = 0
     emphasis: str = "original"
 
@@ -54,10 +54,11 @@ class LoadedModel:
 
     @property
     def embedding_dims(self) -> tuple[int, ...]:
-        return (int(self.components.text_encoder.config.hidden_size),)
+        """An embedding's vector width per text encoder (SDXL: CLIP-L's, then OpenCLIP-G's)."""
+        return self.components.embedding_dims
 
     def native_size(self) -> int:
-        return int(self.components.unet.config.sample_size) * self.components.vae_scale_factor
+        return self.components.default_size
 
 
 @dataclass(frozen=True)
@@ -113,12 +114,15 @@ class Renderer:
         width, height = _size(model, sampling)
         shape = SamplingShape(sampler_named(sampling.sampler), _steps(sampling.steps), width, height)
         _check_cfg(sampling.cfg_scale)
-        encoder = _PromptEncoder(model.components, embeddings, sampling.emphasis)
+        encoder = PromptConditioner(model.components, embeddings, sampling.emphasis)
         futures = []
         for order in orders:
-            cond, uncond = encoder(order.prompt), encoder(order.negative_prompt)
+            cond = encoder(order.prompt)
+            uncond = encoder.negative(order.negative_prompt, cond)
             item = DenoiseItem(cond, uncond, order.seed, sampling.cfg_scale)
-            key = (id(model.components), shape, cond.shape[0], uncond.shape[0], sampling.cfg_scale != 1.0)
+            # One model per batch; the shape holds the size, so SDXL's time ids are the batch's own.
+            lengths = (cond.hidden.shape[1], uncond.hidden.shape[1])
+            key = (id(model.components), shape, *lengths, sampling.cfg_scale != 1.0)
             futures += self._batcher.submit(key, [_Work(model.components, item)])
         images = [future.result() for future in futures]
         hashes = {e.trigger: e.short_hash for e in embeddings}
@@ -154,35 +158,6 @@ class Renderer:
         if self._on_batch is not None:
             self._on_batch(len(works), len(works) * shape.steps, time.monotonic() - started)
         return images
-
-
-class _PromptEncoder:
-    """Prompt text -> conditioning [L, D] with this call's embeddings; each distinct prompt is encoded once."""
-
-    def __init__(self, components: StableDiffusionComponents, embeddings: Sequence[LoadedEmbedding], emphasis: str):
-        encoder = components.text_encoder
-        self._device = encoder.device
-        try:
-            self._tokenizer = PromptTokenizer(
-                components.tokenizer, {e.trigger: e.embedding.n_vectors for e in embeddings}, emphasis=emphasis
-            )
-            self._conditioner = TextConditioner(encoder, emphasis=emphasis)
-        except ValueError as exc:
-            raise InvalidArgument(str(exc), field="embeddings", reason="INVALID_TRIGGER") from exc
-        width = int(encoder.config.hidden_size)
-        rows = [e.vectors for e in embeddings] or [torch.zeros(1, width)]  # a row to index when no slot uses it
-        self._vectors = torch.cat(rows).to(device=self._device, dtype=encoder.dtype)
-        self._cache: dict[str, torch.Tensor] = {}
-
-    def __call__(self, prompt: str) -> torch.Tensor:
-        if prompt not in self._cache:
-            batch = self._tokenizer.batch([prompt]).to(self._device)
-            with torch.inference_mode():
-                self._cache[prompt] = self._conditioner(batch, self._vectors)[0]
-        return self._cache[prompt]
-
-    def used(self, prompt: str) -> tuple[str, ...]:
-        return self._tokenizer(prompt).used
 
 
 def _size(model: LoadedModel, sampling: Sampling) -> tuple[int, int]:

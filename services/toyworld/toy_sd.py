@@ -49,7 +49,8 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, PNDMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from services.common.models.tiny import SD15_SCHEDULER, _clip_tokenizer
+from services.common.models.tiny import SD15_SCHEDULER
+from services.common.models.tiny_sdxl import clip_tokenizer_folder
 from services.toyworld.world import Scene, background_phrase, render, sample_scene, with_article
 
 __all__ = ["Recipe", "build_models", "main", "save_folder", "train"]
@@ -367,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.with_name(out.name + ".work")
     shutil.rmtree(work, ignore_errors=True)
-    tokenizer = _clip_tokenizer(work / "tokenizer")
+    tokenizer = clip_tokenizer_folder(work / "tokenizer")
     vae, text, unet = build_models(tokenizer, args.seed)
     log.info("params: vae %d, text %d, unet %d", *(sum(p.numel() for p in m.parameters()) for m in (vae, text, unet)))
     pixels, scenes = make_pool(args.pool, args.seed)

@@ -85,10 +85,9 @@ class StableDiffusionComponents:
 
     @property
     def default_size(self) -> int:
-        """The family's training and generation size in pixels: 512, 768 for SD2's v-prediction model, 1024 SDXL."""
-        if self.family == "sdxl":
-            return 1024
-        return 768 if self.family == "sd2" and self.prediction_type == "v_prediction" else 512
+        """The side the UNet was trained at, in pixels (its sample size x the VAE factor): the family's 512, 768 for
+        SD2's v-prediction model and 1024 for SDXL on real weights; 64 for the tiny and toy models."""
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
 
 
 @dataclass

@@ -19,7 +19,7 @@ from services.preview.rendering import ImageOrder, Sampling
 from services.preview.samplers import SAMPLERS
 from services.preview.tests.conftest import TRIGGER
 
-FAST = Sampling(steps=3)
+FAST = Sampling(steps=3, width=64, height=64)
 
 
 def _pixels(image) -> np.ndarray:
@@ -77,7 +77,9 @@ def test_the_embedding_weight_changes_the_image(model, renderer, trained):
 
 @pytest.mark.parametrize("sampler", SAMPLERS, ids=lambda s: s.name)
 def test_every_sampler_renders_and_is_named_as_a1111_names_it(model, renderer, sampler):
-    (image,) = renderer.render(model, [], [ImageOrder("a red circle", "", 1)], Sampling(steps=3, sampler=sampler.name))
+    (image,) = renderer.render(
+        model, [], [ImageOrder("a red circle", "", 1)], dataclasses.replace(FAST, sampler=sampler.name)
+    )
     pixels = _pixels(image)
     assert image.image.size == (64, 64) and pixels.std() > 0
     _, _, params = parse_infotext(read_png_infotext(image.png))
@@ -88,7 +90,9 @@ def test_infotext_records_the_settings_and_only_the_embeddings_used(model, rende
     _, savepoints = trained
     learned = _load(trained, savepoints[-1].embedding_key)
     orders = [ImageOrder(f"a photo of {TRIGGER}", "blurry", 9), ImageOrder("a red circle", "", 9)]
-    used, unused = renderer.render(model, [learned], orders, Sampling(steps=3, cfg_scale=5.5, emphasis="no_norm"))
+    used, unused = renderer.render(
+        model, [learned], orders, dataclasses.replace(FAST, cfg_scale=5.5, emphasis="no_norm")
+    )
     prompt, negative, params = parse_infotext(used.infotext)
     assert (prompt, negative) == (f"a photo of {TRIGGER}", "blurry")
     assert params["Steps"] == "3" and params["CFG scale"] == "5.5" and params["Seed"] == "9"

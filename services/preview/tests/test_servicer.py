@@ -27,7 +27,7 @@ from tistudio.common.v1 import common_pb2
 from tistudio.preview.v1 import preview_pb2 as pb
 from tistudio.preview.v1 import preview_pb2_grpc
 
-FAST = pb.SamplingSettings(steps=2)
+FAST = pb.SamplingSettings(steps=2, width=64, height=64)
 
 
 class PlantedPayload:
@@ -109,7 +109,9 @@ def test_generate_stores_pngs_with_infotext_and_can_return_them_inline(service):
 def test_render_previews_through_the_trainers_client_then_progress_sheets(service):
     stub, store, savepoints, running = service
     client = GrpcPreviewRenderer(running.server.address)
-    settings = PreviewSettings(prompts=("a photo of [name]",), seeds=(1, 2), weights=(0.8, 1.0, 1.2), steps=2)
+    settings = PreviewSettings(
+        prompts=("a photo of [name]",), seeds=(1, 2), weights=(0.8, 1.0, 1.2), steps=2, width=64, height=64
+    )
     try:
         for savepoint in savepoints:
             info = client.render(
