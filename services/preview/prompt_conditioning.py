@@ -8,8 +8,8 @@ Each embedding's vectors go to their own text encoder (SDXL: `clip_l` into CLIP-
 embedding of the call stacked per encoder, through `services.common.prompts.PromptEncoder`.
 
 SDXL's empty negative prompt is zero conditioning (hidden states and pooled embedding), as diffusers does for
-pipelines with `force_zeros_for_empty_prompt` (SDXL base sets it; it is the pipeline's default) and as A1111 does.
-The loaded components do not carry the pipeline's model_index.json, so the rule holds for every SDXL model.
+pipelines with `force_zeros_for_empty_prompt` (SDXL base sets it in model_index.json; it is the pipeline's default)
+and as A1111 does.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class PromptConditioner:
     """Prompts of one call -> Conditioning with this call's embeddings; each distinct prompt is encoded once."""
 
     def __init__(self, components: StableDiffusionComponents, embeddings: Sequence[LoadedEmbedding], emphasis: str):
-        self._zero_empty_negative = components.family == "sdxl"
+        self._zero_empty_negative = components.force_zeros_for_empty_prompt
         encoders = components.text_encoders
         try:
             self._encoder = PromptEncoder(

@@ -63,6 +63,8 @@ class StableDiffusionComponents:
     prediction_type: str  # "epsilon" | "v_prediction" (scheduler config)
     tokenizer_2: Any = None  # SDXL: the OpenCLIP-G tokenizer (pads with "!")
     text_encoder_2: Any = None  # SDXL: transformers.CLIPTextModelWithProjection (OpenCLIP-G)
+    # SDXL pipelines: an empty negative prompt is zero conditioning (model_index.json; diffusers' default True)
+    force_zeros_for_empty_prompt: bool = False
 
     @property
     def vae_scale_factor(self) -> int:
@@ -244,10 +246,14 @@ def load_stable_diffusion(
     for name in ("text_encoder", "text_encoder_2", "unet", "vae"):
         if name in parts:
             _freeze(parts[name], device)
+    sdxl = "text_encoder_2" in parts
+    folder = resolved.path if resolved.kind == "diffusers" else resolved.config_path
+    index = _read_json(folder / "model_index.json", resolved.reference)
     return StableDiffusionComponents(
         **parts,
+        force_zeros_for_empty_prompt=sdxl and bool(index.get("force_zeros_for_empty_prompt", True)),
         fingerprint=resolved.fingerprint,
-        family=sd_family(parts["text_encoder"].config, second_text_encoder="text_encoder_2" in parts),
+        family=sd_family(parts["text_encoder"].config, second_text_encoder=sdxl),
         prediction_type=str(parts["scheduler"].config.get("prediction_type", "epsilon")),
     )
 

@@ -3,6 +3,9 @@ size, and PromptEncoder gives what diffusers' own pipelines feed their UNets."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 import torch
 
@@ -25,6 +28,15 @@ def test_each_family_is_detected_with_its_widths_and_size(families):
     assert sd.default_size == sd2.default_size == sdxl.default_size == 64
     assert sdxl.tokenizer_2.pad_token == "!" and len(sdxl.text_encoders) == 2
     assert sd.text_encoder_2 is None and sd.tokenizers == (sd.tokenizer,)
+
+
+def test_the_empty_negative_rule_comes_from_the_sdxl_pipeline_config(families, tiny_models, tmp_path):
+    assert families["sdxl"].force_zeros_for_empty_prompt and not families["sd"].force_zeros_for_empty_prompt
+    copy = tmp_path / "sdxl-keeps-empty-negatives"
+    shutil.copytree(tiny_models["sdxl"], copy)
+    index = json.loads((copy / "model_index.json").read_text())
+    (copy / "model_index.json").write_text(json.dumps({**index, "force_zeros_for_empty_prompt": False}))
+    assert not load_stable_diffusion(resolve_model(str(copy))).force_zeros_for_empty_prompt
 
 
 def test_an_sdxl_single_file_checkpoint_loads_the_same_model_as_its_folder(families, tiny_models):
