@@ -2,14 +2,16 @@
 
 The defaults are the toy world's trained models (`services/toyworld/weights`: a toy SD1.x and a toy BLIP), so the
 captions are right and the previews show the sample concept appear over the steps; `--sd-model` and
-`--caption-model` take any other model reference (a real SD1.5 folder or checkpoint, a BLIP folder), and
-`--models` names the folder `make models` built, whose tiny CLIP scores savepoints.
+`--caption-model` take any other model reference (a real SD1.5, SD2 or SDXL folder or checkpoint, a BLIP folder;
+the family is detected from the model), and `--models` names the folder `make models` built, whose tiny CLIP scores
+savepoints. `--max-steps` and `--every` shorten the run (e.g. on the tiny SDXL: `--sd-model models/tiny-sdxl`).
 
 Starts caption, trainer and preview on loopback with a local store and those models, waits until all three
 report SERVING, then runs the whole workflow through the SDK (`demo_flow`): sample photos -> preprocess -> caption
 -> lint -> plan -> train (recipe seed-a, scaled down) with previews and savepoints -> contact sheets and the final
-exam -> export in every format. Finally it stops the services with SIGTERM and checks that each exited cleanly.
-Everything lands in the output folder (see the printed list); the store and one log per service too.
+exam -> export in every format the family has (SDXL pairs have no A1111 .pt form). Finally it stops the services
+with SIGTERM and checks that each exited cleanly. Everything lands in the output folder (see the printed list); the
+store and one log per service too.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from services.toyworld import TOY_BLIP, TOY_SD
 from tistudio.trainer.v1 import trainer_pb2 as tr
 from tistudio_client.client import Tistudio
-from tistudio_client.demo_flow import run_demo_flow
+from tistudio_client.demo_flow import DemoSettings, run_demo_flow
 from tistudio_client.errors import TistudioError
 from tistudio_client.local import LocalTrio, StartupError, TrioConfig
 
@@ -38,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sd-model", default=str(TOY_SD), help="Stable Diffusion model (default: the toy SD)")
     parser.add_argument("--caption-model", default=str(TOY_BLIP), help="BLIP model (default: the toy BLIP)")
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="where everything lands")
+    parser.add_argument("--max-steps", type=int, default=DemoSettings.max_steps, help="training steps (default 300)")
+    parser.add_argument("--every", type=int, default=DemoSettings.every, help="preview and savepoint interval")
     args = parser.parse_args(argv)
+    if not 1 <= args.every <= args.max_steps:
+        parser.error(f"--every {args.every} must be between 1 and --max-steps {args.max_steps}")
+    settings = replace(DemoSettings(), max_steps=args.max_steps, every=args.every)
 
     out = args.out.resolve()
     store = out / "store"
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     succeeded = False
     try:
         with Tistudio(**trio.addresses, store_url=config.store_url) as client:
-            result = run_demo_flow(client, out)
+            result = run_demo_flow(client, out, settings)
         succeeded = result.job.state == tr.JOB_STATE_SUCCEEDED
     except TistudioError as exc:
         print(f"demo: {exc.code.name}: {exc.message}", file=sys.stderr)

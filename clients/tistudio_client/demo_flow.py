@@ -45,7 +45,7 @@ class DemoSettings:
     preview_steps: int = 20
     preview_seeds: tuple[int, ...] = (1, 2, 3, 4)
     sheet_cell: int = 128  # contact-sheet cells, upscaled from 64 px so that labels fit
-    formats: tuple[str, ...] = ("safetensors", "pt", "diffusers")
+    formats: tuple[str, ...] = ("safetensors", "pt", "diffusers")  # "pt" left out for SDXL, which A1111 cannot hold
 
 
 @dataclass
@@ -167,7 +167,9 @@ def run_demo_flow(
         cell_size=settings.sheet_cell,
     )
     files["final_exam"] = _write(out / "sheets" / "final-exam.png", client.store.get(exam.stored.key))
-    exported = client.export(job.job_id, out / "embedding", formats=settings.formats)
+    sdxl = plan.model.family == common_pb2.MODEL_FAMILY_SDXL
+    formats = [f for f in settings.formats if not (sdxl and f == "pt")]
+    exported = client.export(job.job_id, out / "embedding", formats=formats)
     files.update({f"embedding_{i}": path for i, path in enumerate(exported)})
     say(f"exported {', '.join(posixpath.basename(str(p)) for p in exported)}")
     return DemoResult(job, events, files)

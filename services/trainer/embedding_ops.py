@@ -48,7 +48,7 @@ class ModelIdentity:
 
     reference: str  # as the caller gave it
     name: str  # display name: the folder or file name without extension
-    family: str  # "sd1" | "sd2"
+    family: str  # "sd1" | "sd2" | "sdxl"
     sha256: str
     short_hash: str  # A1111's 10-character model hash
     prediction_type: str  # "epsilon" | "v_prediction"
@@ -56,7 +56,6 @@ class ModelIdentity:
 
     @classmethod
     def from_components(cls, components: Any, reference: str) -> ModelIdentity:
-        width = int(components.text_encoder.get_input_embeddings().weight.shape[1])
         return cls(
             reference=reference,
             name=model_display_name(reference),
@@ -64,7 +63,7 @@ class ModelIdentity:
             sha256=components.fingerprint.sha256,
             short_hash=components.fingerprint.short_hash,
             prediction_type=components.prediction_type,
-            embedding_dims=(width,),
+            embedding_dims=components.embedding_dims,
         )
 
 

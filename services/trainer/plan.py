@@ -30,11 +30,12 @@ from services.trainer.engine import derived_seed
 from services.trainer.engine.data import BatchPlan, PromptSource, TrainingImages, list_training_images
 from services.trainer.engine.init import validate_name
 from services.trainer.engine.spec import TrainingSpec
+from services.trainer.engine.vectors import check_formats
 from services.trainer.recipes import RECIPES, collect_spec, full_cycle, resolve_preview_every_steps
 from services.trainer.schedule import LearnRateSchedule
 from services.trainer.templates import PromptSampler
 
-__all__ = ["PlanSegment", "TrainingPlan", "family_size", "plan_request", "plan_training", "require_ok"]
+__all__ = ["PlanSegment", "TrainingPlan", "plan_request", "plan_training", "require_ok"]
 
 EXAMPLE_PROMPTS = 3
 
@@ -86,11 +87,6 @@ def require_ok(plan: TrainingPlan) -> None:
     )
 
 
-def family_size(components: Any) -> int:
-    """The family's native training size: 768 for v-prediction SD2.x, else 512."""
-    return 768 if components.family == "sd2" and components.prediction_type == "v_prediction" else 512
-
-
 def plan_request(
     fields: Mapping[str, Any],
     recipe: str | None,
@@ -101,7 +97,7 @@ def plan_request(
 ) -> TrainingPlan:
     """The plan for a request's set fields (TrainingSpec field names, plus preview_every_steps) over `recipe`.
     Raises InvalidArgument only when no spec can be built at all (model, embedding or dataset missing)."""
-    spec, diagnostics = collect_spec(fields, recipe, family_size=family_size(components))
+    spec, diagnostics = collect_spec(fields, recipe, family_size=components.default_size)
     if spec is None:
         first = diagnostics[-1]
         raise InvalidArgument(first.message, field=first.field or "spec", reason=first.code)
@@ -135,6 +131,12 @@ def plan_training(
     found = list(diagnostics)
     model = ModelIdentity.from_components(components, spec.model)
     found += _embedding_problems(embedding, components, model)
+    try:
+        check_formats(spec.extra_formats, model.embedding_dims)
+    except InvalidArgument as e:
+        found.append(
+            Diagnostic(Severity.ERROR, e.reason, e.message, "Remove a1111_pt from extra_formats.", field=e.field)
+        )
     if recipe and RECIPES[recipe].family != model.family:
         found.append(
             Diagnostic(

@@ -19,8 +19,10 @@ No server, no protobuf: the job layer and the gRPC servicer build on this API. M
 `init` (names and new embeddings), `prepare` (set-up and exact resume), `data` + `latents` (images, batches,
 VAE-once latents), `objective` (noise, targets, loss), `loop` (one run's steps), `shared_batch` (runs trained
 together), `savepoints` + `save_behind` (files, state, loss.csv, written behind the loop), `run_record`
-(metadata, settings.json), `precision` (device and dtypes), `events` (reports, stops, failures).
-A1111's prompt chunks and the splice into CLIP are shared with the preview service: `services.common.prompts`.
+(metadata, settings.json), `precision` (device and dtypes), `events` (reports, stops, failures), `vectors` (the
+trained vectors per text encoder: SDXL's clip_l + clip_g pair, its time ids). Every family (SD1.x, SD2.x, SDXL)
+trains through the same code. A1111's prompt chunks and the splice into CLIP are shared with the preview service:
+`services.common.prompts`.
 """
 
 from services.trainer.engine.data import BatchPlan

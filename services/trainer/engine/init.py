@@ -2,8 +2,10 @@
 
 A1111 (`create_embedding`, `encode_embedding_init_text`): the init text is tokenized without start/end tokens and
 without truncation into T token embeddings, and vector i of n takes token floor(i * T / n); an empty init text
-gives zero vectors. The trigger word is the embedding's name, so a name that is already one token of the
-vocabulary ("woman") would replace that word in every prompt: we refuse it and suggest one that is not.
+gives zero vectors. SDXL's embedding is a pair: the init text is embedded in each text encoder's own token table
+(clip_l from CLIP-L's, clip_g from OpenCLIP-G's; the two tokenizers share one vocabulary). The trigger word is the
+embedding's name, so a name that is already one token of the vocabulary ("woman") would replace that word in every
+prompt: we refuse it and suggest one that is not.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ __all__ = [
 
 META_INIT_TEXT = "init_text"
 META_BASE_MODEL = "base_model"  # the model reference as given
-META_FAMILY = "model_family"  # "sd1" | "sd2"
+META_FAMILY = "model_family"  # "sd1" | "sd2" | "sdxl"
 META_TOOL_VERSION = "tool_version"
 MAX_NAME_LENGTH = 64
 _NAME_PUNCTUATION = "._-"  # A1111 keeps alphanumerics and "._- " in names; spaces would make two words
@@ -104,15 +106,10 @@ def create_embedding(
         )
     if not isinstance(init_text, str):
         raise InvalidArgument("init_text must be a string ('' gives zero vectors)", field="init_text")
-    table = components.text_encoder.get_input_embeddings().weight  # [vocab, D], frozen
-    width = int(table.shape[1])
-    vec = torch.zeros(vectors, width, dtype=torch.float32)
-    if init_text:
-        ids = trigger_token_ids(components.tokenizer, init_text) or trigger_token_ids(components.tokenizer, "*")
-        with torch.no_grad():
-            embedded = table[torch.tensor(ids, device=table.device)].detach().float().cpu()  # [T, D]
-        for i in range(vectors):
-            vec[i] = embedded[i * embedded.shape[0] // vectors]
+    initial = tuple(
+        _init_vectors(tokenizer, encoder, init_text, vectors)
+        for tokenizer, encoder in zip(components.tokenizers, components.text_encoders, strict=True)
+    )
     fingerprint = components.fingerprint
     metadata = {
         META_INIT_TEXT: init_text,
@@ -124,4 +121,18 @@ def create_embedding(
     if model_name:
         metadata[META_SD_CHECKPOINT_NAME] = model_name
         metadata[META_BASE_MODEL] = model_name
-    return Embedding(name, (vec,), step=0, metadata=metadata)
+    return Embedding(name, initial, step=0, metadata=metadata)
+
+
+def _init_vectors(tokenizer: Any, text_encoder: Any, init_text: str, vectors: int) -> torch.Tensor:
+    """[n, D] from one text encoder's token table: vector i takes init token floor(i * T / n); zeros for ''."""
+    table = text_encoder.get_input_embeddings().weight  # [vocab, D], frozen
+    vec = torch.zeros(vectors, int(table.shape[1]), dtype=torch.float32)
+    if not init_text:
+        return vec
+    ids = trigger_token_ids(tokenizer, init_text) or trigger_token_ids(tokenizer, "*")
+    with torch.no_grad():
+        embedded = table[torch.tensor(ids, device=table.device)].detach().float().cpu()  # [T, D]
+    for i in range(vectors):
+        vec[i] = embedded[i * embedded.shape[0] // vectors]
+    return vec

@@ -13,10 +13,11 @@ One optimizer step, as A1111's train_embedding takes it (modules/textual_inversi
         x_t, target = noise at t ~ U{0..T-1}             epsilon or v-prediction, optional noise offset
         forward (shared_batch.TrainingGroup, with other runs on the same model when there are any):
         cond    = CLIP(token embeddings with the vectors spliced in at the trigger's slots)  [B, 77*C, D]
+                  (SDXL: both encoders, each with its own vectors, plus the pooled text and time ids)
         loss    = weighted MSE(unet(x_t, t, cond), target), optional alpha weights and min-SNR
         (loss / accumulation).backward()                 A1111: loss / gradient_step, summed loss.item()s
     clip the gradient by value or norm (clip value = A1111 schedule at `step`; past its end the last value)
-    AdamW step on the [n, D] vectors only; step += 1
+    AdamW step on the [n, D] vectors only (SDXL: the clip_l and clip_g pair, see vectors.py); step += 1
 Every `log_every_steps` the per-step losses (kept on the device) are read once: that is the only host sync, and
 there the loss and the embedding are checked for NaN/inf (TrainingDiverged names the first bad step). Savepoints
 every `save_every_steps`, at the end, and on pause/shutdown (a cancel writes none); they are snapshotted in the loop
@@ -46,7 +47,8 @@ import torch
 from services.common.diagnostics import Diagnostic, Severity
 from services.common.embeddings import Embedding
 from services.common.errors import InvalidArgument
-from services.common.prompts import PromptTokenizer, TextConditioner, TokenBatch
+from services.common.prompts import TokenBatch
+from services.common.prompts.prompt_encoder import PromptEncoder
 from services.common.storage import Store
 from services.trainer.engine.data import BatchPlan, DataCursor, PromptSource
 from services.trainer.engine.events import (
@@ -64,12 +66,20 @@ from services.trainer.engine.precision import Precision, release_cuda
 from services.trainer.engine.prepare import prepare_run
 from services.trainer.engine.run_record import embedding_metadata, run_settings
 from services.trainer.engine.save_behind import SaveBehind
-from services.trainer.engine.savepoints import LossRow, Savepoint, write_loss_csv, write_savepoint
+from services.trainer.engine.savepoints import (
+    LossRow,
+    Savepoint,
+    savepoint_vectors,
+    state_vectors,
+    write_loss_csv,
+    write_savepoint,
+)
 from services.trainer.engine.shared_batch import TrainingGroup
 from services.trainer.engine.spec import TrainingSpec
+from services.trainer.engine.vectors import all_finite, clip_gradient, mean_norm, time_ids
 from services.trainer.schedule import LearnRateSchedule
 
-__all__ = ["MicroBatch", "TrainingSession", "clip_gradient"]
+__all__ = ["MicroBatch", "TrainingSession"]
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +88,15 @@ def _never() -> StopRequest | None:
     return None
 
 
-def clip_gradient(vectors: torch.Tensor, mode: str, value: float) -> None:
-    """A1111: torch.nn.utils.clip_grad_value_ / clip_grad_norm_ on the embedding, with the scheduled value."""
-    if mode == "value":
-        torch.nn.utils.clip_grad_value_([vectors], value)
-    elif mode == "norm":
-        torch.nn.utils.clip_grad_norm_([vectors], value)
-
-
 @dataclass(frozen=True)
 class MicroBatch:
     """One micro-batch's inputs, on the device. Nothing in it depends on the vectors."""
 
     prompts: list[str]  # [B]
-    tokens: TokenBatch  # [B, C, 77]
+    tokens: tuple[TokenBatch, ...]  # [B, C, 77] per text encoder
     noised: Noised  # noisy [B, 4, h, w], target, timesteps [B]
     weights: torch.Tensor | None  # [B, 1, h, w] alpha loss weights
+    time_ids: torch.Tensor | None  # [B, 6] SDXL's size and crop conditioning
 
     @property
     def samples(self) -> int:
@@ -161,7 +164,7 @@ class TrainingSession:
         self.plan: BatchPlan = parts["plan"]
         self.cursor: DataCursor = parts["cursor"]
         self.prompts: PromptSource = parts["prompts"]
-        self.vectors: torch.nn.Parameter = parts["vectors"]
+        self.trained: tuple[torch.nn.Parameter, ...] = parts["trained"]  # [n, D] per text encoder
         self.optimizer: torch.optim.AdamW = parts["optimizer"]
         self.scaler: torch.amp.GradScaler | None = parts["scaler"]
         self.generator: torch.Generator = parts["generator"]
@@ -173,10 +176,10 @@ class TrainingSession:
         self.settings_extra: dict[str, Any] = parts["settings_extra"]
         self.last_savepoint: Savepoint | None = parts["last_savepoint"]
         self.last_prompts: list[str] = []  # the latest micro-batch's prompts (A1111 previews the first one)
-        self.tokenizer = PromptTokenizer(
-            self.components.tokenizer, {self.name: int(self.vectors.shape[0])}, emphasis=self.spec.emphasis
+        self.prompt_encoder = PromptEncoder(
+            self.components, {self.name: int(self.vectors.shape[0])}, emphasis=self.spec.emphasis
         )
-        self.conditioner = TextConditioner(self.components.text_encoder, emphasis=self.spec.emphasis)
+        self.tokenizer = self.prompt_encoder.tokenizers[0]  # the encoders' chunks and slots agree
         self.noise = NoiseSchedule(self.components.scheduler.config, self.precision.device)
         self.notes = (*self.notes, *self._trigger_notes())
         self.device_tokens = self._tokens_on_device()
@@ -201,15 +204,22 @@ class TrainingSession:
             )
         ]
 
-    def _tokens_on_device(self) -> TokenBatch | None:
+    @property
+    def vectors(self) -> torch.nn.Parameter:
+        """The first text encoder's vectors: SD1.x and SD2.x's only ones, SDXL's clip_l."""
+        return self.trained[0]
+
+    def _tokens_on_device(self) -> tuple[TokenBatch, ...] | None:
         """Fixed prompts tokenized once onto the device [N, C, 77], so a step gathers rows instead of tokenizing and
         copying. Only when every prompt has the same chunk count and no emphasis: A1111 pads chunks and restores
         the emphasis mean per batch, which a table built over all images would not reproduce."""
         fixed = self.prompts.fixed
         if fixed is None or len({self.tokenizer(prompt).chunks for prompt in fixed}) != 1:
             return None
-        table = self.tokenizer.batch(list(fixed))
-        return table.to(self.precision.device) if table.weights is None else None
+        tables = self.prompt_encoder.batch(list(fixed))
+        if any(table.weights is not None for table in tables):
+            return None
+        return tuple(table.to(self.precision.device) for table in tables)
 
     @property
     def final_step(self) -> int:
@@ -280,15 +290,16 @@ class TrainingSession:
         index = torch.tensor(indices)  # [B]
         index = (index.pin_memory() if self.precision.is_cuda else index).to(device, non_blocking=True)
         if self.device_tokens is not None:
-            tokens = TokenBatch(self.device_tokens.ids[index], self.device_tokens.slots[index], None)
+            tokens = tuple(TokenBatch(table.ids[index], table.slots[index], None) for table in self.device_tokens)
         else:
-            tokens = self.tokenizer.batch(self.last_prompts).to(device)  # [B, C, 77]
+            tokens = tuple(batch.to(device) for batch in self.prompt_encoder.batch(self.last_prompts))
         flips = torch.rand(len(indices), generator=g, device=device) < 0.5 if spec.flip else None  # [B] bool
         latents, weights = self.encoded.latents.batch(index, flips, g)  # [B, 4, h, w], [B, 1, h, w] | None
         noised = add_noise(latents, self.noise, self.components.prediction_type, g, noise_offset=spec.noise_offset)
         if self.precision.is_cuda:
             noised = Noised(noised.noisy.contiguous(memory_format=torch.channels_last), noised.target, noised.timesteps)
-        return MicroBatch(self.last_prompts, tokens, noised, weights)
+        ids = time_ids(self.components, spec.height, spec.width, len(indices), device)
+        return MicroBatch(self.last_prompts, tokens, noised, weights, ids)
 
     def micro_batch_loss(self, batch: MicroBatch, pred: torch.Tensor) -> torch.Tensor:
         """The micro-batch's mean loss (float32 scalar, attached to the graph) from the UNet's prediction."""
@@ -321,7 +332,7 @@ class TrainingSession:
         if self.clip_schedule is not None:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
-            clip_gradient(self.vectors, spec.gradient_clipping, self.clip_schedule.value_at(self.step))
+            clip_gradient(self.trained, spec.gradient_clipping, self.clip_schedule.value_at(self.step))
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -332,7 +343,7 @@ class TrainingSession:
         # ---- bookkeeping on the device; the host looks only at report and save boundaries
         slot = len(run.lrs)
         run.window[slot, 0] = run.step_loss
-        run.window[slot, 1] = torch.isfinite(self.vectors).all()
+        run.window[slot, 1] = all_finite(self.trained)
         run.lrs.append(run.lr)
         self.step += 1
         at_report = len(run.lrs) == spec.log_every_steps or self.step == run.target
@@ -390,7 +401,7 @@ class TrainingSession:
                 samples_per_s=samples / max(now - run.clock, 1e-9),
                 losses=tuple(loss for loss, _ in rows),
                 prompt=self.last_prompts[0] if self.last_prompts else "",
-                embedding_norm=float(self.vectors.detach().norm(dim=1).mean()),
+                embedding_norm=mean_norm(self.trained),
             )
         )
         run.lrs.clear()
@@ -426,8 +437,8 @@ class TrainingSession:
     # ------------------------------------------------------------------------------------------------------------
     def current_embedding(self) -> Embedding:
         """The vectors now, as an Embedding with the run's metadata (for previews and savepoints)."""
-        vectors = self.vectors.detach().to("cpu", torch.float32)
-        return Embedding(self.name, (vectors,), step=self.step, metadata=embedding_metadata(self))
+        vectors = tuple(v.detach().to("cpu", torch.float32) for v in self.trained)
+        return Embedding(self.name, vectors, step=self.step, metadata=embedding_metadata(self))
 
     def settings(self) -> dict[str, Any]:
         """settings.json: every knob, the model and dataset identity, and what the run made of them."""
@@ -442,7 +453,7 @@ class TrainingSession:
             {
                 "format": "tistudio.trainer.state/1",
                 "step": step,
-                "vectors": self.vectors.detach().float(),
+                **savepoint_vectors(self.trained),
                 "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "generator": self.generator.get_state(),
@@ -458,7 +469,7 @@ class TrainingSession:
 
         def write() -> Savepoint:
             state = snapshot.wait()
-            embedding = Embedding(self.name, (state["vectors"],), step=step, metadata=metadata)
+            embedding = Embedding(self.name, state_vectors(state), step=step, metadata=metadata)
             savepoint = write_savepoint(
                 self.store,
                 self.output_prefix,

@@ -95,7 +95,7 @@ def place_components(components: Any, precision: Precision) -> None:
     """Put the frozen modules on the device in their dtypes (a no-op when they were loaded that way)."""
     for module, dtype in (
         (components.unet, precision.weight_dtype),
-        (components.text_encoder, precision.weight_dtype),
+        *((encoder, precision.weight_dtype) for encoder in components.text_encoders),
         (components.vae, precision.vae_dtype),
     ):
         module.requires_grad_(False)

@@ -1,8 +1,9 @@
 """Setting a run up: the embedding or the savepoint to resume, the checks, the VAE pass, the data stream, AdamW.
 
 `prepare_run` returns the parts a TrainingSession is made of; `TrainingSession.prepare` is its public face.
-On resume every piece of state comes back from the savepoint (vectors, AdamW moments, the GradScaler, the torch
-generator, the prompt sampler's Mersenne Twister, the data cursor), so the continuation is bit-exact on the CPU.
+On resume every piece of state comes back from the savepoint (the vectors, SDXL's pair, AdamW moments, the
+GradScaler, the torch generator, the prompt sampler's Mersenne Twister, the data cursor), so the continuation is
+bit-exact on the CPU.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from services.trainer.engine.latents import encode_dataset
 from services.trainer.engine.precision import place_components, release_cuda, resolve_precision
 from services.trainer.engine.savepoints import Savepoint, TrainingState, load_savepoint, read_loss_csv
 from services.trainer.engine.spec import TrainingSpec
+from services.trainer.engine.vectors import check_formats, trainable
 from services.trainer.templates import PromptSampler
 
 __all__ = ["derived_seed", "prepare_run"]
@@ -123,10 +125,9 @@ def prepare_run(
     if state is not None:
         sampler.set_state(state.prompt_rng)
 
-    initial = state.vectors if state is not None else embedding.vectors[0]
-    vectors = torch.nn.Parameter(initial.detach().to(precision.device, torch.float32).clone())  # [n, D]
-    optimizer = torch.optim.AdamW(
-        [vectors],
+    trained = trainable(state.trained if state is not None else embedding.vectors, precision.device)  # [n, D] each
+    optimizer = torch.optim.AdamW(  # one optimizer and schedule for all text encoders' vectors, as kohya's SDXL TI
+        list(trained),
         lr=lr_schedule.rate_at(start_step),
         betas=(spec.adam_beta1, spec.adam_beta2),
         eps=spec.adam_epsilon,
@@ -164,7 +165,7 @@ def prepare_run(
         plan=plan,
         cursor=cursor,
         prompts=prompts,
-        vectors=vectors,
+        trained=trained,
         optimizer=optimizer,
         scaler=scaler,
         generator=generator,
@@ -188,8 +189,8 @@ def _read_embedding(store: Store, key: str) -> Embedding:
 
 
 def _check_embedding(embedding: Embedding, components: Any, spec: TrainingSpec) -> None:
-    width = int(components.text_encoder.get_input_embeddings().weight.shape[1])
-    check_compatible(embedding, [width], model_name=spec.model, filename=spec.embedding_key)
+    check_compatible(embedding, components.embedding_dims, model_name=spec.model, filename=spec.embedding_key)
+    check_formats(spec.extra_formats, components.embedding_dims)
     if (embedding.step or 0) >= spec.max_steps:
         raise InvalidArgument(
             f"the embedding is already at step {embedding.step}, at or past max_steps {spec.max_steps}: raise "

@@ -47,6 +47,7 @@ def run_settings(session: Any) -> dict[str, Any]:
             "name": session.name,
             "vectors": int(session.vectors.shape[0]),
             "width": int(session.vectors.shape[1]),
+            "widths": [int(vectors.shape[1]) for vectors in session.trained],  # per text encoder
             "init_text": embedding.metadata.get("init_text", ""),
             "start_step": embedding.step or 0,
         },

@@ -1,7 +1,8 @@
 """Savepoints: the embedding files plus everything an exact resume needs, written so that half a savepoint never
 counts, and the loss CSV with A1111's columns.
 
-    <output_prefix>/savepoints/000050/<name>.safetensors   {"emb_params": [n, D]} + string metadata (the default)
+    <output_prefix>/savepoints/000050/<name>.safetensors   {"emb_params": [n, D]} + string metadata (the default;
+                                                           SDXL: {"clip_l": [n, 768], "clip_g": [n, 1280]})
                                       <name>.pt            A1111's pickle                  (extra format a1111_pt)
                                       learned_embeds.safetensors  diffusers' {"<name>": [n, D]} (extra: diffusers)
                                       state.pt             step, AdamW moments, scaler, RNG states, data cursor
@@ -12,7 +13,9 @@ counts, and the loss CSV with A1111's columns.
 Every object write is atomic (the store's contract) and the manifest goes last, so a savepoint is either listed
 with all its files intact or not listed at all; `load_savepoint` re-checks the hashes. The embedding files are named
 after the trigger word because A1111 takes the trigger from the file name. `state.pt` holds only tensors, numbers,
-strings and plain containers: it loads with `torch.load(weights_only=True)`.
+strings and plain containers: it loads with `torch.load(weights_only=True)`. Its "vectors" is the first text
+encoder's trained tensor (the only one before SDXL); SDXL adds "vectors_2" (clip_g), so SD1.x state files read as
+they always did, and the AdamW state_dict holds one entry per tensor.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ __all__ = [
     "load_savepoint",
     "read_loss_csv",
     "savepoint_folder",
+    "savepoint_vectors",
+    "state_vectors",
     "write_loss_csv",
     "write_savepoint",
 ]
@@ -90,7 +95,7 @@ class TrainingState:
     """What state.pt holds, loaded with weights_only=True."""
 
     step: int
-    vectors: torch.Tensor  # [n, D] float32: the exact trained parameter
+    vectors: torch.Tensor  # [n, D] float32: the exact trained parameter (SDXL: clip_l)
     optimizer: dict[str, Any]  # AdamW state_dict (moments, its own step counter)
     scaler: dict[str, Any] | None  # GradScaler state_dict (fp16 only)
     generator: torch.Tensor  # the run generator's state (noise, timesteps, flips, random latents)
@@ -98,6 +103,25 @@ class TrainingState:
     prompt_rng: dict[str, Any]  # PromptSampler.state()
     cursor: dict[str, int]  # {"epoch", "batch"}
     settings: dict[str, Any]  # settings.json
+    vectors_2: torch.Tensor | None = None  # SDXL: clip_g [n, 1280] float32
+
+    @property
+    def trained(self) -> tuple[torch.Tensor, ...]:
+        """The trained tensors in text-encoder order."""
+        return (self.vectors,) if self.vectors_2 is None else (self.vectors, self.vectors_2)
+
+
+def savepoint_vectors(trained: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """state.pt's entries for the trained tensors: "vectors", and "vectors_2" for a second text encoder."""
+    if len(trained) not in (1, 2):
+        raise ValueError(f"a savepoint holds the vectors of one or two text encoders, not {len(trained)}")
+    names = ("vectors", "vectors_2")
+    return {name: vectors.detach().float() for name, vectors in zip(names, trained, strict=False)}
+
+
+def state_vectors(state: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
+    """The trained tensors of a state.pt mapping, in text-encoder order."""
+    return (state["vectors"],) if state.get("vectors_2") is None else (state["vectors"], state["vectors_2"])
 
 
 @dataclass(frozen=True)
@@ -204,6 +228,7 @@ def load_savepoint(store: Store, savepoint: Savepoint) -> tuple[Embedding, Train
         prompt_rng=raw["prompt_rng"],
         cursor={k: int(v) for k, v in raw["cursor"].items()},
         settings=json.loads(blobs["settings"]),
+        vectors_2=raw.get("vectors_2"),
     )
     if state.step != savepoint.step or embedding.step != savepoint.step:
         raise SavepointCorrupt(

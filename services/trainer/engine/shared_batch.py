@@ -12,7 +12,9 @@ A round, top to bottom:
     packing         runs in the order they were last served, while their micro-batches fit the memory budget
     draw            each chosen run draws its micro-batch with its own cursor, prompt sampler and generator
     text encoder    every run's token embeddings, with its own vectors spliced in, in one CLIP call  [sum B*C, 77, D]
+                    per text encoder (SDXL: two, and the pooled text)
     UNet            one call per conditioning length over the runs' noisy latents              [sum B, 4, h, w]
+                    (SDXL: with the runs' time ids)
     loss            the sum over runs of (micro-batch mean loss / the run's accumulation): no term depends on
                     another run's vectors, so each run's gradient is exactly the gradient it would get alone
     backward        once
@@ -43,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from services.common.prompts.conditioning import encode_together
+from services.common.prompts.prompt_encoder import Conditioning, encode_together
 
 if TYPE_CHECKING:
     from services.trainer.engine.events import RunOutcome
@@ -171,8 +173,10 @@ class TrainingGroup:
         chosen = [member for member in chosen if member.pending is not None]
         if not chosen:
             return finished
-        grads = [member.session.vectors.grad for member in chosen]
-        saved = [None if grad is None else grad.clone() for grad in grads]
+        saved = [
+            tuple(None if vectors.grad is None else vectors.grad.clone() for vectors in member.session.trained)
+            for member in chosen
+        ]
         try:
             with self._measuring(chosen):
                 losses = self._forward_backward(chosen)
@@ -214,21 +218,20 @@ class TrainingGroup:
     def _forward_backward(self, chosen: list[_Member]) -> list[torch.Tensor]:
         batches = [member.pending for member in chosen]
         sessions = [member.session for member in chosen]
-        unet = self._unet
+        unet, dtype = self._unet, self.components.unet.dtype
         with self.precision.autocast():
-            conds = [
-                hidden
-                for hidden, _ in encode_together(
-                    [(s.conditioner, b.tokens, s.vectors) for s, b in zip(sessions, batches, strict=True)]
-                )
-            ]  # each [B_i, C_i*77, D]
+            conds = encode_together(
+                [(s.prompt_encoder, b.tokens, s.trained) for s, b in zip(sessions, batches, strict=True)]
+            )  # each hidden [B_i, C_i*77, D]
             preds: list[torch.Tensor | None] = [None] * len(chosen)
-            for length in sorted({cond.shape[1] for cond in conds}):  # one UNet call per conditioning length
-                part = [i for i, cond in enumerate(conds) if cond.shape[1] == length]
+            for length in sorted({cond.hidden.shape[1] for cond in conds}):  # one UNet call per conditioning length
+                part = [i for i, cond in enumerate(conds) if cond.hidden.shape[1] == length]
                 noisy = torch.cat([batches[i].noised.noisy for i in part])  # [sum B, 4, h, w]
                 timesteps = torch.cat([batches[i].noised.timesteps for i in part])  # [sum B]
-                cond = torch.cat([conds[i] for i in part]).to(self.components.unet.dtype)  # [sum B, L, D]
-                pred = unet(noisy, timesteps, cond).sample
+                joined = Conditioning.cat([conds[i] for i in part])  # [sum B, L, D]
+                cond = Conditioning(joined.hidden.to(dtype), None if joined.pooled is None else joined.pooled.to(dtype))
+                ids = None if batches[part[0]].time_ids is None else torch.cat([batches[i].time_ids for i in part])
+                pred = unet(noisy, timesteps, **cond.unet_kwargs(ids)).sample
                 for i, piece in zip(part, pred.split([batches[i].samples for i in part]), strict=True):
                     preds[i] = piece
         losses = [s.micro_batch_loss(b, p) for s, b, p in zip(sessions, batches, preds, strict=True)]
@@ -237,8 +240,9 @@ class TrainingGroup:
         return losses
 
     def _out_of_memory(self, chosen: list[_Member], saved: list[Any], finished: list[Finished]) -> None:
-        for member, grad in zip(chosen, saved, strict=True):
-            member.session.vectors.grad = grad
+        for member, grads in zip(chosen, saved, strict=True):
+            for vectors, grad in zip(member.session.trained, grads, strict=True):
+                vectors.grad = grad
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         if len(chosen) == 1:
@@ -261,7 +265,7 @@ class TrainingGroup:
             return
         frozen = {
             tensor.untyped_storage().data_ptr()
-            for module in (self.components.unet, self.components.text_encoder)
+            for module in (self.components.unet, *self.components.text_encoders)
             for tensor in (*module.parameters(), *module.buffers())
         }
         seen: set[int] = set()

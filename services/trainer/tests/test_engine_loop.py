@@ -86,8 +86,9 @@ def test_clipping_uses_the_clip_schedule_each_step(components, store, monkeypatc
     seen = []
     real_clip = loop_module.clip_gradient
 
-    def recording_clip(vectors, clip_mode, value):
-        real_clip(vectors, clip_mode, value)
+    def recording_clip(trained, clip_mode, value):
+        real_clip(trained, clip_mode, value)
+        (vectors,) = trained
         size = vectors.grad.abs().max() if clip_mode == "value" else vectors.grad.norm()
         seen.append((clip_mode, value, float(size)))
 
