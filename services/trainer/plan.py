@@ -143,7 +143,7 @@ def plan_training(
                 Severity.WARNING,
                 "RECIPE_FAMILY_MISMATCH",
                 f"recipe '{recipe}' was tuned on {RECIPES[recipe].family} models but {model.name} is {model.family}",
-                "Check the rates and the resolution for this model, or train an SD1.x model.",
+                "Check the rates and the resolution for this model, or pick a recipe tuned on its family.",
                 field="spec.recipe",
             )
         )

@@ -74,7 +74,7 @@ class Recipe:
     description: str
     values: Mapping[str, Any]  # TrainingSpec field values; every other field keeps its default
     preview_every_steps: int | None  # None: the default (DEFAULT_PREVIEW_EVERY_STEPS)
-    family: str  # the model family the numbers were found on: "sd1" | "sd2"
+    family: str  # the model family the numbers were found on: "sd1" | "sd2" | "sdxl"
     sources: Mapping[str, str]  # field -> where the number comes from
 
 
@@ -138,6 +138,35 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType(
                     "gradient_accumulation": "batch 1 alone (Recipe B names no accumulation)",
                     "width": "Recipe B: train at 256x256 from 512 px images",
                     "height": "Recipe B: train at 256x256 from 512 px images",
+                }
+            ),
+        ),
+        "diffusers-sdxl": Recipe(
+            name="diffusers-sdxl",
+            description="diffusers' SDXL textual-inversion example: 768x768, batch 1 x 4, 500 steps at a constant 2e-3",
+            values=MappingProxyType(
+                {
+                    "lr_scheduler": "constant",
+                    # 5e-4 with --scale_lr, which multiplies it by batch x accumulation x processes (1 x 4 x 1)
+                    "learning_rate": "0.002",
+                    "max_steps": 500,
+                    "batch_size": 1,
+                    "gradient_accumulation": 4,
+                    "width": 768,
+                    "height": 768,
+                }
+            ),
+            preview_every_steps=None,
+            family="sdxl",
+            sources=MappingProxyType(
+                {
+                    "learning_rate": "diffusers examples/textual_inversion/README_sdxl.md: 5e-4 with --scale_lr",
+                    "lr_scheduler": "diffusers README_sdxl.md: --lr_scheduler constant, no warm-up",
+                    "max_steps": "diffusers README_sdxl.md: --max_train_steps 500",
+                    "batch_size": "diffusers README_sdxl.md: --train_batch_size 1",
+                    "gradient_accumulation": "diffusers README_sdxl.md: --gradient_accumulation_steps 4",
+                    "width": "diffusers README_sdxl.md: --resolution 768",
+                    "height": "diffusers README_sdxl.md: --resolution 768",
                 }
             ),
         ),

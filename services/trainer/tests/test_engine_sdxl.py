@@ -116,15 +116,24 @@ def test_sdxl_runs_trained_together_match_each_alone(sdxl, store):
         assert [r.loss for r in read_loss_csv(store, f"together-{name}/")] == pytest.approx(losses, rel=RTOL)
 
 
-def _planned(store, components, embedding, **more):
+def _planned(store, components, embedding, recipe=None, **more):
     fields = {"model": "tiny", "embedding_key": "embeddings/subj3ct.safetensors", "dataset": "ds/", **more}
-    return plan_request(fields, None, store=store, components=components, embedding=embedding)
+    return plan_request(fields, recipe, store=store, components=components, embedding=embedding)
 
 
 def test_sdxl_plans_at_the_models_size_for_a_pair_of_widths(sdxl, store):
     plan = _planned(store, sdxl, create_embedding(sdxl, "subj3ct", "woman", 2))
     assert plan.spec.width == plan.spec.height == sdxl.default_size  # 1024 on real SDXL weights
     assert (plan.model.family, plan.model.embedding_dims) == ("sdxl", (32, 48))
+
+
+def test_recipes_say_which_family_they_were_tuned_on(sdxl, store):
+    embedding = create_embedding(sdxl, "subj3ct", "woman", 2)
+    seed_a = _planned(store, sdxl, embedding, "seed-a")
+    assert "RECIPE_FAMILY_MISMATCH" in {d.code for d in seed_a.diagnostics}
+    own = _planned(store, sdxl, embedding, "diffusers-sdxl")
+    assert "RECIPE_FAMILY_MISMATCH" not in {d.code for d in own.diagnostics}
+    assert (own.spec.width, own.spec.batch_size, own.spec.gradient_accumulation) == (768, 1, 4)
 
 
 def test_sdxl_create_embedding_embeds_init_text_in_each_encoders_table(sdxl):

@@ -46,6 +46,15 @@ def test_seed_b_is_the_small_gpu_recipe():
     assert resolve_preview_every_steps({}, "seed-b") == DEFAULT_PREVIEW_EVERY_STEPS
 
 
+def test_diffusers_sdxl_is_the_sdxl_example_with_its_scaled_rate():
+    recipe = RECIPES["diffusers-sdxl"]
+    spec = resolve_spec(BASE, "diffusers-sdxl")
+    assert recipe.family == "sdxl" and set(recipe.sources) == set(recipe.values)
+    assert (spec.batch_size, spec.gradient_accumulation, spec.width, spec.max_steps) == (1, 4, 768, 500)
+    schedule = parse_schedule(spec.lr_scheduler, spec.learning_rate, spec.max_steps)
+    assert schedule.rate_at(0) == schedule.rate_at(499) == 5e-4 * 1 * 4  # --scale_lr: lr x batch x accumulation
+
+
 def test_precedence_request_over_recipe_over_family_over_default():
     spec = resolve_spec({**BASE, "max_steps": 100, "tag_dropout": None, "preview_every_steps": 7}, "seed-a")
     assert spec.max_steps == 100  # request
