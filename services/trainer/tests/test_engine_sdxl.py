@@ -1,6 +1,7 @@
 """SDXL (two text encoders, a clip_l + clip_g pair) and SD2-768 (v-prediction) through the training engine, on the
 tiny models: training moves both vectors, savepoints hold the pair, resume is bit-exact, shared batches match runs
-alone, init text embeds in each encoder's table, and the plan's default size is the model's."""
+alone, init text embeds in each encoder's table, the pair learns a teacher on a fixed batch, and plans follow the
+model (its size, its family's recipes)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 
 from services.common.errors import InvalidArgument
-from services.common.prompts import trigger_token_ids
+from services.common.prompts import PromptEncoder, sdxl_time_ids, trigger_token_ids
 from services.common.storage import LocalStore
 from services.trainer.engine import (
     TrainingGroup,
@@ -19,6 +20,7 @@ from services.trainer.engine import (
     load_savepoint,
     read_loss_csv,
 )
+from services.trainer.engine.objective import Noised, NoiseSchedule, add_noise, loss_per_sample
 from services.trainer.engine.testing import tiny_components, tiny_spec, write_dataset
 from services.trainer.plan import plan_request
 
@@ -155,3 +157,35 @@ def test_sd2_768_trains_with_v_prediction_and_plans_at_the_models_size(tiny_mode
     outcome = session.run()
     assert outcome.status == "completed" and torch.isfinite(torch.tensor(outcome.loss))
     assert outcome.embedding.dims == (40,) and outcome.embedding.metadata["model_family"] == "sd2"
+
+
+def test_the_sdxl_pair_learns_on_a_fixed_batch(sdxl):
+    """test_engine_loop's learning check for SDXL: the target is what the UNet predicts for a known teacher pair
+    (both encoders' rows of "red circle"), so the only way down is to move both vectors toward it."""
+    encoder = PromptEncoder(sdxl, {"subj3ct": 2})
+    batches = encoder.batch(["a photo of subj3ct", "subj3ct"])
+    tables = [e.get_input_embeddings().weight for e in sdxl.text_encoders]
+    ids = {
+        word: sdxl.tokenizer.convert_tokens_to_ids([f"{a}</w>", f"{b}</w>"])
+        for word, (a, b) in {"teacher": ("red", "circle"), "start": ("blue", "dog")}.items()
+    }
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(2, 4, 8, 8, generator=generator)
+    noised = add_noise(latents, NoiseSchedule(sdxl.scheduler.config, torch.device("cpu")), "epsilon", generator)
+    time_ids = sdxl_time_ids(16, 16, 2)
+    teacher = tuple(table[ids["teacher"]].detach() for table in tables)
+    with torch.no_grad():
+        target = sdxl.unet(noised.noisy, noised.timesteps, **encoder(batches, teacher).unet_kwargs(time_ids)).sample
+    fixed = Noised(noised.noisy, target, noised.timesteps)
+    pair = tuple(torch.nn.Parameter(table[ids["start"]].detach().clone()) for table in tables)
+    optimizer = torch.optim.AdamW(pair, lr=0.01, weight_decay=0.0)
+    losses = []
+    for _ in range(30):
+        pred = sdxl.unet(fixed.noisy, fixed.timesteps, **encoder(batches, pair).unet_kwargs(time_ids)).sample
+        loss = loss_per_sample(pred, fixed).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    assert all(v.grad is not None and v.grad.abs().sum() > 0 for v in pair)  # both encoders carry gradient
