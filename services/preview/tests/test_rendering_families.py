@@ -19,6 +19,7 @@ from services.preview.embedding_library import EmbeddingLibrary
 from services.preview.infotext import parse_infotext
 from services.preview.prompt_conditioning import PromptConditioner
 from services.preview.rendering import ImageOrder, LoadedModel, Sampling
+from services.preview.samplers import SAMPLERS, sampler_named
 
 FAST = Sampling(steps=3, width=64, height=64)
 TRIGGER = "xlsubj"
@@ -252,3 +253,12 @@ def test_an_embedding_of_another_family_is_refused_naming_both(library, request,
         library.check(loaded, model.embedding_dims, model_name=model.name)
     message = str(info.value)
     assert key in message and all(part in message for part in named), message
+
+
+@pytest.mark.parametrize("sampler", [s.name for s in SAMPLERS])
+def test_every_sampler_renders_sdxl_reproducibly(sdxl, renderer, sampler):
+    sampling = Sampling(steps=3, sampler=sampler, width=64, height=64)
+    order = [ImageOrder("a green star", "blurry", 5)]
+    first, again = renderer.render(sdxl, [], order, sampling)[0], renderer.render(sdxl, [], order, sampling)[0]
+    assert first.png == again.png and _pixels(first).std() > 0
+    assert parse_infotext(first.infotext)[2]["Sampler"] == sampler_named(sampler).display_name
