@@ -146,13 +146,16 @@ def clip_text_to_ldm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
     return {(k if k.startswith("text_model.") else "text_model." + k): v for k, v in state_dict.items()}
 
 
+def _unet_and_vae_to_ldm(unet, vae) -> dict[str, torch.Tensor]:
+    """The UNet and VAE under their LDM prefixes, which SD1.x and SDXL checkpoints share."""
+    out = {UNET_PREFIX + k: v for k, v in unet_to_ldm(unet.state_dict(), unet.config).items()}
+    out.update({VAE_PREFIX + k: v for k, v in vae_to_ldm(vae.state_dict(), vae.config).items()})
+    return out
+
+
 def pipeline_to_ldm(unet, vae, text_encoder) -> dict[str, torch.Tensor]:
     """One SD1.x original-format state dict from the three diffusers/transformers modules."""
-    out: dict[str, torch.Tensor] = {}
-    for k, v in unet_to_ldm(unet.state_dict(), unet.config).items():
-        out[UNET_PREFIX + k] = v
-    for k, v in vae_to_ldm(vae.state_dict(), vae.config).items():
-        out[VAE_PREFIX + k] = v
+    out = _unet_and_vae_to_ldm(unet, vae)
     for k, v in clip_text_to_ldm(text_encoder.state_dict()).items():
         out["cond_stage_model.transformer." + k] = v
     return out
@@ -200,11 +203,7 @@ def open_clip_to_ldm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
 
 def sdxl_pipeline_to_ldm(unet, vae, text_encoder, text_encoder_2) -> dict[str, torch.Tensor]:
     """One SDXL original-format state dict (as SDXL base ships) from the four diffusers/transformers modules."""
-    out: dict[str, torch.Tensor] = {}
-    for k, v in unet_to_ldm(unet.state_dict(), unet.config).items():
-        out[UNET_PREFIX + k] = v
-    for k, v in vae_to_ldm(vae.state_dict(), vae.config).items():
-        out[VAE_PREFIX + k] = v
+    out = _unet_and_vae_to_ldm(unet, vae)
     for k, v in clip_text_to_ldm(text_encoder.state_dict()).items():
         out["conditioner.embedders.0.transformer." + k] = v
     for k, v in open_clip_to_ldm(text_encoder_2.state_dict()).items():

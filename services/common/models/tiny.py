@@ -30,7 +30,13 @@ from pathlib import Path
 
 from services.common.files import write_text_atomic
 from services.common.models.tiny_blip import build_tiny_blip
-from services.common.models.tiny_sdxl import build_tiny_sd2_768, build_tiny_sdxl, clip_tokenizer_folder
+from services.common.models.tiny_sdxl import (
+    build_tiny_sd2_768,
+    build_tiny_sdxl,
+    clip_tokenizer_folder,
+    tiny_unet,
+    tiny_vae,
+)
 
 __all__ = ["BUILD_VERSION", "STAMP_NAME", "build_tiny_models", "tiny_model_paths", "is_current_build", "main"]
 
@@ -106,37 +112,16 @@ def build_tiny_sd(folder: Path, single_file: Path) -> None:
     """A StableDiffusionPipeline folder, SD1.x-shaped (diffusers' own fast-test sizes), no safety checker, and
     the same weights as one original-format checkpoint at `single_file`."""
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from services.common.models.ldm_checkpoint import pipeline_to_ldm, save_ldm_checkpoint
 
     tokenizer = clip_tokenizer_folder(folder / "tokenizer")
     torch.manual_seed(SEED)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=32,
-    )
+    unet = tiny_unet(32)
     torch.manual_seed(SEED + 1)
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        layers_per_block=2,
-        scaling_factor=0.18215,
-        sample_size=64,
-    )
+    vae = tiny_vae()
     torch.manual_seed(SEED + 2)
     text_config = CLIPTextConfig(
         vocab_size=len(tokenizer),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from services.common.models.tiny_vocab import clip_vocab_and_merges
 
-__all__ = ["build_tiny_sd2_768", "build_tiny_sdxl", "clip_tokenizer_folder"]
+__all__ = ["build_tiny_sd2_768", "build_tiny_sdxl", "clip_tokenizer_folder", "tiny_unet", "tiny_vae"]
 
 SDXL_SCHEDULER = dict(
     beta_start=0.00085,
@@ -82,7 +82,27 @@ def _text_config(tokenizer, *, width: int, layers: int, act: str):
     )
 
 
-def _vae(scaling_factor: float):
+def tiny_unet(cross_attention_dim: int, **family):
+    """The tiny UNet every family shares (diffusers' fast-test sizes, 32x32 latents), with the family's extras."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=32,
+        **family,
+    )
+
+
+def tiny_vae(scaling_factor: float = 0.18215):
+    """The tiny VAE (two blocks: factor 2, 64 px <-> 32x32 latents); SD's scaling factor unless told otherwise."""
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
@@ -113,7 +133,7 @@ def _save(pipe, folder: Path) -> None:
 def build_tiny_sdxl(folder: Path, *, seed: int, single_file: Path | None = None) -> None:
     """The folder, and with `single_file` the same weights as one original-format SDXL checkpoint."""
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     tokenizer = clip_tokenizer_folder(folder / "tokenizer")
@@ -123,24 +143,15 @@ def build_tiny_sdxl(folder: Path, *, seed: int, single_file: Path | None = None)
     torch.manual_seed(seed + 1)
     text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer_2, width=48, layers=3, act="gelu"))
     torch.manual_seed(seed + 2)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32 + 48,
-        attention_head_dim=8,
-        norm_num_groups=32,
+    unet = tiny_unet(
+        32 + 48,
         use_linear_projection=True,
         addition_embed_type="text_time",
         addition_time_embed_dim=_ADD_TIME_DIM,
         projection_class_embeddings_input_dim=48 + 6 * _ADD_TIME_DIM,  # pooled width + six time ids
     )
     torch.manual_seed(seed + 3)
-    vae = _vae(0.13025)  # SDXL's VAE scaling factor
+    vae = tiny_vae(0.13025)  # SDXL's VAE scaling factor
     pipe = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -159,26 +170,14 @@ def build_tiny_sdxl(folder: Path, *, seed: int, single_file: Path | None = None)
 
 def build_tiny_sd2_768(folder: Path, *, seed: int) -> None:
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
     from transformers import CLIPTextModel
 
     tokenizer = clip_tokenizer_folder(folder / "tokenizer", pad_token="!")
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=40,
-        attention_head_dim=8,
-        norm_num_groups=32,
-        use_linear_projection=True,
-    )
+    unet = tiny_unet(40, use_linear_projection=True)
     torch.manual_seed(seed + 1)
-    vae = _vae(0.18215)
+    vae = tiny_vae()
     torch.manual_seed(seed + 2)
     text_encoder = CLIPTextModel(_text_config(tokenizer, width=40, layers=3, act="gelu"))
     pipe = StableDiffusionPipeline(
